@@ -1,0 +1,47 @@
+"""PLIMSOLL_HOME: where the local profile keeps every store, and the layout inside it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = ".plimsoll"
+
+
+def resolve_home(value: str | os.PathLike[str] | None = None) -> Path:
+    """The home directory: the argument, else $PLIMSOLL_HOME, else `.plimsoll/` here."""
+    raw = value if value is not None else os.environ.get("PLIMSOLL_HOME", DEFAULT_HOME)
+    return Path(raw).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class HomeLayout:
+    """Named locations under PLIMSOLL_HOME; creating them is the caller's choice."""
+
+    root: Path
+
+    @property
+    def dagster(self) -> Path:
+        """DAGSTER_HOME of the local profile."""
+        return self.root / "dagster"
+
+    @property
+    def dvc_workspace(self) -> Path:
+        """The DVC repository that stages published slices."""
+        return self.root / "dvc"
+
+    @property
+    def dvc_remote(self) -> Path:
+        """The default DVC remote (a directory) of the local profile."""
+        return self.root / "dvc-remote"
+
+    @property
+    def embedding_cache(self) -> Path:
+        """Embeddings keyed by (encoder digest, chunk hash)."""
+        return self.root / "embedding_cache"
+
+    @property
+    def index_snapshots(self) -> Path:
+        """Immutable, content-addressed index snapshots."""
+        return self.root / "index_snapshots"
