@@ -1,0 +1,54 @@
+# Plimsoll: `make demo` runs the reference use case, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PLIMSOLL_HOME ?= $(CURDIR)/.plimsoll
+export DAGSTER_HOME ?= $(PLIMSOLL_HOME)/dagster
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := false
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-slow lint ui bench pin clean
+
+install: $(VENV)/.installed
+
+# DVC depends on hydra-core, which pins antlr4-python3-runtime 4.9; Dagster's asset
+# selection parser needs 4.13 (dagster-io/dagster#27487). Plimsoll never runs hydra
+# (only `dvc exp` does), so 4.13.2 is installed over it on purpose; tests/test_dependency_pins.py
+# runs a real `dagster asset materialize --select` and a real DVC add/push/pull to prove it.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps 'antlr4-python3-runtime==4.13.2'
+	touch $@
+
+demo: install
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m platform_defs.demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+test-slow: install
+	$(BIN)/pytest -m slow
+
+lint: install
+	$(BIN)/ruff check .
+
+ui: install
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml
+
+bench: install
+	$(BIN)/python benchmarks/embedding_speed.py
+
+pin: install
+	$(BIN)/plimsoll data pin
+
+clean:
+	rm -rf $(PLIMSOLL_HOME)

@@ -1,0 +1,1 @@
+"""The Plimsoll code location: one lazy Definitions function, its resources and profiles."""

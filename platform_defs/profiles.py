@@ -1,0 +1,72 @@
+"""The two profiles, local and prod: one tiny helper picks one, each is a resources dict."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platform_defs.resources import DataManifests, EncoderModel, PlimsollHome, SliceStorage
+from plimsoll.errors import PlimsollError
+from plimsoll.home import HomeLayout, resolve_home
+
+PROFILES = ("local", "prod")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def active_profile() -> str:
+    """$PLIMSOLL_PROFILE, default local; anything else is a clear error."""
+    profile = os.environ.get("PLIMSOLL_PROFILE", "local")
+    if profile not in PROFILES:
+        raise PlimsollError(f"unknown profile '{profile}'", field="PLIMSOLL_PROFILE",
+                            fix=f"set PLIMSOLL_PROFILE to one of: {', '.join(PROFILES)}")
+    return profile
+
+
+def resources_for(profile: str) -> dict[str, object]:
+    """The resources of a profile, read from the environment now (never at import time)."""
+    return _local() if profile == "local" else _prod()
+
+
+def _common(layout: HomeLayout) -> dict[str, object]:
+    manifests = os.environ.get("PLIMSOLL_MANIFESTS", str(REPO_ROOT / "data_manifests"))
+    return {
+        "home": PlimsollHome(path=str(layout.root)),
+        "manifests": DataManifests(directory=manifests),
+        "encoder": EncoderModel(path=os.environ.get("PLIMSOLL_ENCODER_PATH", "")),
+    }
+
+
+def _local() -> dict[str, object]:
+    layout = HomeLayout(resolve_home())
+    remote = os.environ.get("PLIMSOLL_DVC_REMOTE", str(layout.dvc_remote))
+    return {**_common(layout),
+            "slice_storage": SliceStorage(workspace=str(layout.dvc_workspace),
+                                          remote_url=remote)}
+
+
+PROD_REQUIRED = {
+    "PLIMSOLL_HOME": "a path on the persistent volume mounted into every run pod",
+    "PLIMSOLL_DVC_REMOTE": "the S3 URL of the DVC remote, e.g. s3://plimsoll-data/dvc",
+    "DAGSTER_PG_URL": "the PostgreSQL URL of Dagster's storage (see "
+                      "platform_defs/instance/prod/dagster.yaml)",
+}
+
+
+def _prod() -> dict[str, object]:
+    missing = [name for name in PROD_REQUIRED if not os.environ.get(name)]
+    if missing:
+        name = missing[0]
+        raise PlimsollError(f"the prod profile needs ${name}", field=name,
+                            fix=f"set {name} to {PROD_REQUIRED[name]}")
+    remote = os.environ["PLIMSOLL_DVC_REMOTE"]
+    if not remote.startswith("s3://") or len(remote) <= len("s3://"):
+        raise PlimsollError(f"'{remote}' is not an S3 URL", field="PLIMSOLL_DVC_REMOTE",
+                            fix="use s3://<bucket>/<prefix> (install the 's3' extra: "
+                            "pip install '.[s3]')")
+    if not os.environ["DAGSTER_PG_URL"].startswith(("postgresql://", "postgres://")):
+        raise PlimsollError("Dagster storage must be PostgreSQL in prod",
+                            field="DAGSTER_PG_URL", fix="use postgresql://user@host:5432/db")
+    layout = HomeLayout(resolve_home())
+    return {**_common(layout),
+            "slice_storage": SliceStorage(workspace=str(layout.dvc_workspace),
+                                          remote_url=remote)}
