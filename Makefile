@@ -15,15 +15,18 @@ export TOKENIZERS_PARALLELISM := false
 
 install: $(VENV)/.installed
 
-# DVC depends on hydra-core, which pins antlr4-python3-runtime 4.9; Dagster's asset
-# selection parser needs 4.13 (dagster-io/dagster#27487). Plimsoll never runs hydra
-# (only `dvc exp` does), so 4.13.2 is installed over it on purpose; tests/test_dependency_pins.py
-# runs a real `dagster asset materialize --select` and a real DVC add/push/pull to prove it.
+# The antlr4 conflict, resolved on purpose (dagster-io/dagster#27487): DVC depends on
+# hydra-core and omegaconf 2.3, which pin antlr4-python3-runtime 4.9; Dagster's asset
+# selection parser needs 4.13. We install antlr4 4.13.2 for Dagster and omegaconf 2.4.0,
+# which vendors its own antlr runtime. Only hydra's parser stays on 4.9, and only
+# `dvc exp` with hydra composition uses it, which Plimsoll never runs (hydra's pytest
+# plugin is disabled in pyproject.toml). tests/test_dependency_pins.py runs a real
+# `dagster asset materialize --select` and a real DVC add/push/pull to prove it.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip install --quiet --no-deps 'antlr4-python3-runtime==4.13.2'
+	$(BIN)/pip install --quiet --no-deps 'antlr4-python3-runtime==4.13.2' 'omegaconf==2.4.0'
 	touch $@
 
 demo: install

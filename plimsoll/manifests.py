@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from plimsoll.errors import ManifestError
 from plimsoll.hashing import sha256_file
 
-SLICE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
+SLICE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MANIFEST_SUFFIX = ".yaml"
 
 
@@ -87,7 +87,7 @@ _FIXES = {
     "missing": "add the field",
     "enum": "use one of: public, internal, confidential, restricted",
     "literal_error": "use one of the listed values",
-    "string_pattern_mismatch": "use lowercase letters, digits and '_' (2-63 chars, "
+    "string_pattern_mismatch": "use lowercase letters, digits and '_' (1-63 chars, "
     "starting with a letter)",
 }
 

@@ -81,7 +81,7 @@ class SliceStore:
                 write_parquet(table.frame, target)
                 repo.add([str(target)])
                 repo.push(targets=[str(target)], remote=REMOTE_NAME)
-            except DvcException as exc:
+            except (DvcException, OSError) as exc:
                 if previous.exists():
                     os.replace(previous, target)
                     repo.add([str(target)])

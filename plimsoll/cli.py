@@ -1,0 +1,143 @@
+"""The `plimsoll` command line: pin slice versions, query index snapshots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from plimsoll.errors import PlimsollError
+from plimsoll.home import HomeLayout, resolve_home
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plimsoll", description="Plimsoll: versioned data, index snapshots and models.")
+    parser.add_argument("--home", default=None,
+                        help="PLIMSOLL_HOME (default: $PLIMSOLL_HOME or ./.plimsoll)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = commands.add_parser("data", help="dataset slices").add_subparsers(
+        dest="data_command", required=True, metavar="SUBCOMMAND")
+    pin = data.add_parser(
+        "pin", help="write DVC pointer files of the published slices into data_manifests/",
+        description="Copy the DVC pointer (.dvc) file of each published slice version next to "
+        "its manifest, so that committing them pins exact data. `dvc status` and `dvc pull` "
+        "at the repository root then work on them.")
+    pin.add_argument("slices", nargs="*", help="slice names (default: every manifest)")
+    pin.add_argument("--manifests", default="data_manifests", type=Path,
+                     help="folder of slice manifests (default: %(default)s)")
+    pin.add_argument("--remote", default=None,
+                     help="DVC remote URL (default: $PLIMSOLL_DVC_REMOTE or "
+                     "PLIMSOLL_HOME/dvc-remote)")
+
+    index = commands.add_parser("index", help="embeddings index snapshots").add_subparsers(
+        dest="index_command", required=True, metavar="SUBCOMMAND")
+    query = index.add_parser("query", help="top-k chunks of a snapshot for a question")
+    query.add_argument("question")
+    query.add_argument("--snapshot", default=None,
+                       help="snapshot id or directory (default: the newest snapshot)")
+    query.add_argument("-k", type=int, default=5, help="number of hits (default: %(default)s)")
+    query.add_argument("--encoder", default=None,
+                       help="encoder directory (default: the one recorded in the snapshot)")
+    query.add_argument("--json", action="store_true", help="print JSON lines")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; user errors print a readable message and exit 2."""
+    args = _parser().parse_args(argv)
+    layout = HomeLayout(resolve_home(args.home))
+    try:
+        if args.command == "data":
+            return _pin(args, layout)
+        return _query(args, layout)
+    except PlimsollError as exc:
+        print(f"plimsoll: {exc.describe()}", file=sys.stderr)
+        return 2
+
+
+def _pin(args: argparse.Namespace, layout: HomeLayout) -> int:
+    from plimsoll.manifests import slice_names
+    from plimsoll.slice_store import REMOTE_NAME, SliceStore
+
+    manifests: Path = args.manifests
+    if not manifests.is_dir():
+        raise PlimsollError("manifest folder not found", file=manifests,
+                            fix="run from the repository root or pass --manifests")
+    declared = slice_names(manifests)
+    names = args.slices or declared
+    unknown = sorted(set(names) - set(declared))
+    if unknown:
+        raise PlimsollError(f"no manifest for {unknown}", file=manifests,
+                            fix=f"choose from {declared}")
+    remote = args.remote or os.environ.get("PLIMSOLL_DVC_REMOTE") or str(layout.dvc_remote)
+    store = SliceStore(layout.dvc_workspace, remote)
+    for pointer in store.pin(names, manifests):
+        published = store.published(pointer.name.removesuffix(".parquet.dvc"))
+        print(f"pinned {pointer}  md5={published.dvc_md5}  rows={published.row_count}  "
+              f"content={published.content_hash[:16]}")
+    repo_root = _dvc_root(manifests)
+    if repo_root is not None and not remote.startswith(("s3://", "gs://", "azure://")):
+        # The committed .dvc/config names the default home; a different home goes local.
+        _set_local_remote(repo_root, REMOTE_NAME, str(Path(remote).resolve()))
+    return 0
+
+
+def _dvc_root(start: Path) -> Path | None:
+    for folder in [start.resolve(), *start.resolve().parents]:
+        if (folder / ".dvc").is_dir():
+            return folder
+    return None
+
+
+def _set_local_remote(repo_root: Path, name: str, url: str) -> None:
+    from dvc.repo import Repo
+
+    with Repo(str(repo_root)) as repo:
+        configured = repo.config["remote"].get(name, {}).get("url")
+        has_default = bool(repo.config["core"].get("remote"))
+        if configured and Path(configured).resolve() == Path(url) and has_default:
+            return
+        with repo.config.edit("local") as config:
+            config["remote"][name] = {"url": url}
+            if not has_default:
+                config["core"]["remote"] = name
+    print(f"set DVC remote '{name}' to {url} in .dvc/config.local")
+
+
+def _query(args: argparse.Namespace, layout: HomeLayout) -> int:
+    from plimsoll.encoder import Encoder, EncoderDirectory
+    from plimsoll.index_snapshot import IndexSnapshot, query_snapshot
+
+    if args.snapshot and Path(args.snapshot).is_dir():
+        path = Path(args.snapshot)
+    elif args.snapshot:
+        path = layout.index_snapshots / args.snapshot
+    else:
+        candidates = sorted((p for p in layout.index_snapshots.glob("[0-9a-f]*") if p.is_dir()),
+                            key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise PlimsollError("no index snapshot yet", file=layout.index_snapshots,
+                                fix="run `make demo` or materialize embeddings_index")
+        path = candidates[-1]
+    if not path.is_dir():
+        raise PlimsollError("snapshot not found", file=path,
+                            fix="pass a snapshot id listed under PLIMSOLL_HOME/index_snapshots")
+    snapshot = IndexSnapshot(path)
+    encoder = Encoder(EncoderDirectory.open(args.encoder or snapshot.manifest["encoder_path"]))
+    for hit in query_snapshot(snapshot, encoder, args.question, k=args.k):
+        if args.json:
+            print(json.dumps({"rank": hit.rank, "score": round(hit.score, 4),
+                              "chunk_id": hit.chunk_id, "doc_id": hit.doc_id,
+                              "slice": hit.slice, "snapshot_id": snapshot.snapshot_id}))
+        else:
+            preview = " ".join(hit.text.split())[:100]
+            print(f"{hit.rank:>2}. {hit.score:.3f}  {hit.chunk_id}  {preview}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

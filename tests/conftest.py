@@ -1,0 +1,130 @@
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+# No hub access, no telemetry: tests run offline exactly as production does.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["DVC_NO_ANALYTICS"] = "1"
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def write_manifest(directory: Path, file_stem: str, **overrides) -> Path:
+    import yaml
+
+    name = file_stem
+    manifest = {
+        "name": name, "description": f"test slice {name}", "owner": "tests@plimsoll",
+        "source": {"kind": "jsonl", "path": f"sources/{name}.jsonl"},
+        "schema_version": 1, "classification": "internal", "ttl_days": 30,
+        "text_field": "text", "id_field": "id", "min_rows": 2,
+    }
+    manifest.update(overrides)
+    path = directory / f"{file_stem}.yaml"
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+    return path
+
+
+FAQ_ROWS = [
+    {"id": f"doc-{i}", "title": title, "text": text}
+    for i, (title, text) in enumerate([
+        ("Rollback", "Run plimsoll rollback to move the champion alias back to the previous "
+         "model version; weights, index snapshot and prompt template revert together."),
+        ("Slices", "A dataset slice is declared by a manifest with owner, source, "
+         "classification and a time to live in days."),
+        ("Snapshots", "An index snapshot is immutable and content addressed: its id is the "
+         "hash of the encoder digest, chunking parameters and slice hashes."),
+        ("Cache", "The embedding cache is keyed by encoder digest and chunk hash, so "
+         "unchanged chunks are never embedded twice."),
+        ("Regex", "Use re.split to split a string on every match of a regular expression "
+         "pattern; it returns a list of the pieces."),
+        ("Sorting", "sorted() returns a new sorted list from the items of any iterable, "
+         "while list.sort() sorts a list in place."),
+    ])
+]
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh PLIMSOLL_HOME (and DAGSTER_HOME inside it) for one test."""
+    root = tmp_path / "home"
+    (root / "dagster").mkdir(parents=True)
+    monkeypatch.setenv("PLIMSOLL_HOME", str(root))
+    monkeypatch.setenv("DAGSTER_HOME", str(root / "dagster"))
+    monkeypatch.delenv("PLIMSOLL_PROFILE", raising=False)
+    monkeypatch.delenv("PLIMSOLL_DVC_REMOTE", raising=False)
+    return root
+
+
+@pytest.fixture
+def manifests(tmp_path, monkeypatch) -> Path:
+    """A manifests folder with two small JSONL slices, selected via PLIMSOLL_MANIFESTS."""
+    directory = tmp_path / "manifests"
+    write_jsonl(directory / "sources" / "faq.jsonl", FAQ_ROWS)
+    write_jsonl(directory / "sources" / "notes.jsonl", [
+        {"id": "note-1", "text": "Blocking checks stop downstream assets in the same run."},
+        {"id": "note-2", "text": "Pin slices with plimsoll data pin and commit the pointers."},
+    ])
+    write_manifest(directory, "faq")
+    write_manifest(directory, "notes")
+    monkeypatch.setenv("PLIMSOLL_MANIFESTS", str(directory))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def encoder_dir():
+    from plimsoll.encoder import EncoderDirectory
+
+    return EncoderDirectory.open(None)
+
+
+@pytest.fixture(scope="session")
+def encoder(encoder_dir):
+    from plimsoll.encoder import Encoder
+
+    return Encoder(encoder_dir)
+
+
+def postgres_available() -> bool:
+    try:
+        with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database on the machine's server; skipped only outside CI."""
+    if not postgres_available():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT}, and CI must run "
+                        "the production-profile tests")
+        pytest.skip(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT}")
+    import uuid
+
+    import psycopg2
+
+    name = f"plimsoll_test_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
