@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     from platform_defs.definitions import defs
 
     definitions = defs()
-    slice_job = definitions.get_job_def("dataset_slices_job")
+    slice_job = definitions.resolve_job_def("dataset_slices_job")
     partitions = slice_job.partitions_def.get_partition_keys()
     chosen = args.slices or partitions
     unknown = sorted(set(chosen) - set(partitions))
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                          str(metadata.get("row_count", "-")),
                          "yes" if metadata.get("published") else "NO (checks failed)"))
         print("==> embeddings_index", flush=True)
-        index_result = definitions.get_job_def("embeddings_index_job").execute_in_process(
+        index_result = definitions.resolve_job_def("embeddings_index_job").execute_in_process(
             instance=instance, run_config=quiet, raise_on_error=False)
         index = _materialization_metadata(index_result, "embeddings_index")
 

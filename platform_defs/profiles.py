@@ -44,11 +44,12 @@ def _local() -> dict[str, object]:
                                           remote_url=remote)}
 
 
+PG_SCHEME = "postgresql+psycopg2://"
 PROD_REQUIRED = {
     "PLIMSOLL_HOME": "a path on the persistent volume mounted into every run pod",
     "PLIMSOLL_DVC_REMOTE": "the S3 URL of the DVC remote, e.g. s3://plimsoll-data/dvc",
-    "DAGSTER_PG_URL": "the PostgreSQL URL of Dagster's storage (see "
-                      "platform_defs/instance/prod/dagster.yaml)",
+    "DAGSTER_PG_URL": "the PostgreSQL URL of Dagster's storage, "
+                      "postgresql+psycopg2://user:password@host:5432/dagster",
 }
 
 
@@ -63,9 +64,12 @@ def _prod() -> dict[str, object]:
         raise PlimsollError(f"'{remote}' is not an S3 URL", field="PLIMSOLL_DVC_REMOTE",
                             fix="use s3://<bucket>/<prefix> (install the 's3' extra: "
                             "pip install '.[s3]')")
-    if not os.environ["DAGSTER_PG_URL"].startswith(("postgresql://", "postgres://")):
-        raise PlimsollError("Dagster storage must be PostgreSQL in prod",
-                            field="DAGSTER_PG_URL", fix="use postgresql://user@host:5432/db")
+    if not os.environ["DAGSTER_PG_URL"].startswith(PG_SCHEME):
+        # SQLAlchemy 2.1 opens a bare postgresql:// URL with psycopg 3, which
+        # dagster-postgres does not support; its driver is psycopg2.
+        raise PlimsollError("Dagster storage must be PostgreSQL through psycopg2 in prod",
+                            field="DAGSTER_PG_URL",
+                            fix=f"use {PG_SCHEME}user:password@host:5432/dagster")
     layout = HomeLayout(resolve_home())
     return {**_common(layout),
             "slice_storage": SliceStorage(workspace=str(layout.dvc_workspace),

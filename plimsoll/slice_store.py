@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -57,7 +58,13 @@ class SliceStore:
             from dvc.repo import Repo
 
             if not (self.workspace / ".dvc").is_dir():
-                Repo.init(str(self.workspace), no_scm=True)
+                init_logger = logging.getLogger("dvc.repo.init")
+                level = init_logger.level
+                init_logger.setLevel(logging.WARNING)  # DVC's "Initialized" banner
+                try:
+                    Repo.init(str(self.workspace), no_scm=True)
+                finally:
+                    init_logger.setLevel(level)
             repo = Repo(str(self.workspace))
             try:
                 with repo.config.edit() as config:

@@ -123,7 +123,7 @@ def test_missing_encoder_directory(tmp_path):
 def test_incomplete_encoder_directory(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
-    with pytest.raises(EncoderError, match="lacks model.safetensors or pytorch_model.bin"):
+    with pytest.raises(EncoderError, match=r"lacks model\.safetensors or pytorch_model\.bin"):
         EncoderDirectory.open(tmp_path / "model")
 
 

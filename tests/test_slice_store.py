@@ -1,4 +1,3 @@
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,7 +60,7 @@ def test_unpublished_slice_is_a_clear_error(tmp_path):
     assert "materialize dataset_slice partition 'nope'" in caught.value.fix
 
 
-def test_pinned_pointers_work_with_the_real_dvc_cli(tmp_path, home):
+def test_pinned_pointers_work_with_the_real_dvc_cli(tmp_path, home, monkeypatch):
     """`plimsoll data pin` writes pointers that `dvc status` and `dvc pull` understand."""
     from plimsoll.cli import main
     from plimsoll.home import HomeLayout
@@ -74,7 +73,7 @@ def test_pinned_pointers_work_with_the_real_dvc_cli(tmp_path, home):
 
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     subprocess.run([DVC, "init", "-q"], cwd=repo, check=True)
-    os.chdir(repo)
+    monkeypatch.chdir(repo)
     assert main(["data", "pin", "--manifests", "data_manifests"]) == 0
     pointer = repo / "data_manifests" / "faq.parquet.dvc"
     assert pointer.is_file()

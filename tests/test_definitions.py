@@ -1,0 +1,95 @@
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO_ROOT
+
+from plimsoll.errors import PlimsollError
+
+
+def _load():
+    from platform_defs.definitions import defs
+
+    return defs()
+
+
+def test_definitions_snapshot(home, monkeypatch):
+    monkeypatch.delenv("PLIMSOLL_MANIFESTS", raising=False)
+    definitions = _load()
+    graph = definitions.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
+        "dataset_slice", "embeddings_index"}
+    checks = {key.name for key in graph.asset_check_keys}
+    assert checks == {"schema_and_types", "text_not_null", "ids_unique",
+                      "text_length_bounds", "classification_allowed", "min_row_count"}
+    assert all(graph.get_check_spec(key).blocking for key in graph.asset_check_keys)
+    slices = definitions.get_assets_def("dataset_slice")
+    assert slices.partitions_def.get_partition_keys() == [
+        "example_faq", "python_help_topics", "stdlib_docstrings"]
+    assert {job.name for job in definitions.jobs} == {"dataset_slices_job",
+                                                      "embeddings_index_job"}
+    assert list(definitions.sensors or []) == [] and list(definitions.schedules or []) == []
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.group_name in {"datasets", "retrieval"}
+        assert node.description and "\n" not in node.description.strip()
+
+
+def test_loading_the_code_location_stays_light():
+    """Heavy libraries stay inside asset bodies; a fresh interpreter proves it."""
+    code = ("import sys, time; t = time.perf_counter();"
+            "from platform_defs.definitions import defs; defs();"
+            "heavy = [m for m in ('torch', 'transformers', 'great_expectations', 'mlflow', "
+            "'faiss', 'dvc.repo') if m in sys.modules];"
+            "print(time.perf_counter() - t, heavy)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                         text=True, check=True).stdout.split(maxsplit=1)
+    assert out[1].strip() == "[]"
+
+
+def test_unknown_profile_is_a_clear_error(home, monkeypatch):
+    monkeypatch.setenv("PLIMSOLL_PROFILE", "staging")
+    with pytest.raises(PlimsollError) as caught:
+        _load()
+    assert caught.value.field == "PLIMSOLL_PROFILE" and "local, prod" in caught.value.fix
+
+
+PROD_ENV = {"PLIMSOLL_DVC_REMOTE": "s3://plimsoll-data/dvc",
+            "DAGSTER_PG_URL": "postgresql+psycopg2://dagster@db:5432/dagster"}
+
+
+def test_prod_profile_is_configured_from_the_environment(home, monkeypatch):
+    monkeypatch.setenv("PLIMSOLL_PROFILE", "prod")
+    for name, value in PROD_ENV.items():
+        monkeypatch.setenv(name, value)
+    definitions = _load()
+    storage = definitions.resources["slice_storage"]
+    assert storage.remote_url == "s3://plimsoll-data/dvc"
+    assert definitions.metadata["profile"].value == "prod"
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("PLIMSOLL_DVC_REMOTE", None, r"needs \$PLIMSOLL_DVC_REMOTE"),
+    ("PLIMSOLL_DVC_REMOTE", "/mnt/data", "is not an S3 URL"),
+    ("DAGSTER_PG_URL", "sqlite:///x.db", "must be PostgreSQL"),
+    ("DAGSTER_PG_URL", "postgresql://dagster@db/dagster", "through psycopg2"),
+])
+def test_prod_profile_validation(home, monkeypatch, name, value, message):
+    monkeypatch.setenv("PLIMSOLL_PROFILE", "prod")
+    for key, default in PROD_ENV.items():
+        monkeypatch.setenv(key, default)
+    if value is None:
+        monkeypatch.delenv(name)
+    else:
+        monkeypatch.setenv(name, value)
+    with pytest.raises(PlimsollError, match=message) as caught:
+        _load()
+    assert caught.value.field == name and caught.value.fix
+
+
+def test_prod_instance_config_is_valid_dagster_config():
+    from dagster._core.instance.config import dagster_instance_config
+
+    config, _ = dagster_instance_config(str(REPO_ROOT / "platform_defs" / "instance" / "prod"))
+    assert config["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_PG_URL"}
+    assert config["run_launcher"]["class"] == "K8sRunLauncher"
