@@ -122,3 +122,19 @@ def test_malformed_manifest_fails_the_partition_with_a_readable_error(
     message = str(failure.error.message) + "".join(
         str(c.message) for c in [failure.error.cause] if c)
     assert "broken.yaml" in message and "classification" in message
+
+
+def test_a_failing_new_version_leaves_the_published_one_current(
+        home, manifests, definitions, instance):
+    from plimsoll.home import HomeLayout
+    from plimsoll.slice_store import SliceStore
+
+    assert _slice(definitions, instance, "faq").success
+    store = SliceStore(HomeLayout(home).dvc_workspace, "unused")
+    before = store.published("faq")
+    write_jsonl(manifests / "sources" / "faq.jsonl", [*FAQ_ROWS, FAQ_ROWS[0]])
+    result = _slice(definitions, instance, "faq")
+    assert not result.success
+    after = store.published("faq")
+    assert (after.dvc_md5, after.content_hash, after.row_count) == (
+        before.dvc_md5, before.content_hash, before.row_count)
