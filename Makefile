@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-slow lint ui bench pin clean
+.PHONY: install demo test test-slow lint ui mlflow-ui bench pin clean
 
 install: $(VENV)/.installed
 
@@ -46,6 +46,11 @@ lint: install
 ui: install
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml
+
+mlflow-ui: install
+	mkdir -p $(PLIMSOLL_HOME)/mlflow
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(PLIMSOLL_HOME)/mlflow/mlflow.db \
+		--default-artifact-root $(PLIMSOLL_HOME)/mlflow/artifacts --port 5000
 
 bench: install
 	$(BIN)/python benchmarks/embedding_speed.py

@@ -19,8 +19,62 @@ class IndexConfig(dg.Config):
                               "means every slice declared in data_manifests/.")
 
 
+def snapshot_output(context: dg.AssetExecutionContext, config: IndexConfig,
+                    slice_names: list[str], home: PlimsollHome, slice_storage: SliceStorage,
+                    encoder_path: str | None, batch_size: int) -> dg.Output[dict]:
+    """Build (or reuse) a snapshot of the published slices with one encoder."""
+    from tqdm import tqdm
+
+    from plimsoll.chunking import ChunkingParams
+    from plimsoll.encoder import EncoderDirectory
+    from plimsoll.errors import PlimsollError
+    from plimsoll.index_snapshot import SnapshotBuilder
+
+    unknown = sorted(set(config.slices) - set(slice_names))
+    if unknown:
+        raise PlimsollError(f"unknown slices {unknown}", field="config.slices",
+                            fix=f"choose from {slice_names}")
+    store = slice_storage.store()
+    published = [store.published(name) for name in (config.slices or slice_names)]
+
+    def progress(label: str, total: int):
+        bar = tqdm(total=total, desc=label, unit="chunk")
+        return bar.update
+
+    layout = home.layout
+    builder = SnapshotBuilder(layout.index_snapshots, layout.embedding_cache,
+                              EncoderDirectory.open(encoder_path),
+                              ChunkingParams(config.chunk_words, config.overlap_words),
+                              batch_size=batch_size, progress=progress)
+    result = builder.build(published)
+    stats = result.stats
+    context.log.info(f"snapshot {result.snapshot_id[:12]}: {stats.chunks} chunks, "
+                     f"{stats.embedded} embedded now, reused={stats.reused_snapshot}")
+    inputs = result.manifest["inputs"]
+    value = {"snapshot_id": result.snapshot_id, "path": str(result.path),
+             "encoder_digest": inputs["encoder_digest"],
+             "tokenizer_hash": inputs["tokenizer_hash"], "slices": inputs["slices"],
+             "encoder_path": result.manifest["encoder_path"]}
+    return dg.Output(
+        value,
+        data_version=dg.DataVersion(result.snapshot_id),
+        metadata={
+            "snapshot_id": result.snapshot_id,
+            "snapshot_path": dg.MetadataValue.path(str(result.path)),
+            "chunk_count": dg.MetadataValue.int(stats.chunks),
+            "unique_chunks": dg.MetadataValue.int(stats.unique_chunks),
+            "embedded_now": dg.MetadataValue.int(stats.embedded),
+            "reused_snapshot": stats.reused_snapshot,
+            "encoder_digest": inputs["encoder_digest"],
+            "tokenizer_hash": inputs["tokenizer_hash"],
+            "chunking": dg.MetadataValue.json(inputs["chunking"]),
+            "slice_hashes": dg.MetadataValue.json(inputs["slices"]),
+        },
+    )
+
+
 def build_embeddings_index(slice_names: list[str]) -> dg.AssetsDefinition:
-    """The embeddings_index asset over the given slices."""
+    """The embeddings_index asset (base encoder) over the given slices."""
 
     @dg.asset(
         name="embeddings_index",
@@ -31,49 +85,9 @@ def build_embeddings_index(slice_names: list[str]) -> dg.AssetsDefinition:
     )
     def embeddings_index(context: dg.AssetExecutionContext, config: IndexConfig,
                          home: PlimsollHome, slice_storage: SliceStorage,
-                         encoder: EncoderModel) -> dg.MaterializeResult:
+                         encoder: EncoderModel) -> dg.Output[dict]:
         """Searchable snapshot of every published slice; unchanged chunks are never re-embedded."""
-        from tqdm import tqdm
-
-        from plimsoll.chunking import ChunkingParams
-        from plimsoll.errors import PlimsollError
-        from plimsoll.index_snapshot import SnapshotBuilder
-
-        unknown = sorted(set(config.slices) - set(slice_names))
-        if unknown:
-            raise PlimsollError(f"unknown slices {unknown}", field="config.slices",
-                                fix=f"choose from {slice_names}")
-        store = slice_storage.store()
-        published = [store.published(name) for name in (config.slices or slice_names)]
-
-        def progress(label: str, total: int):
-            bar = tqdm(total=total, desc=label, unit="chunk")
-            return bar.update
-
-        layout = home.layout
-        builder = SnapshotBuilder(layout.index_snapshots, layout.embedding_cache,
-                                  encoder.directory(),
-                                  ChunkingParams(config.chunk_words, config.overlap_words),
-                                  batch_size=encoder.batch_size, progress=progress)
-        result = builder.build(published)
-        stats = result.stats
-        context.log.info(f"snapshot {result.snapshot_id[:12]}: {stats.chunks} chunks, "
-                         f"{stats.embedded} embedded now, reused={stats.reused_snapshot}")
-        inputs = result.manifest["inputs"]
-        return dg.MaterializeResult(
-            data_version=dg.DataVersion(result.snapshot_id),
-            metadata={
-                "snapshot_id": result.snapshot_id,
-                "snapshot_path": dg.MetadataValue.path(str(result.path)),
-                "chunk_count": dg.MetadataValue.int(stats.chunks),
-                "unique_chunks": dg.MetadataValue.int(stats.unique_chunks),
-                "embedded_now": dg.MetadataValue.int(stats.embedded),
-                "reused_snapshot": stats.reused_snapshot,
-                "encoder_digest": inputs["encoder_digest"],
-                "tokenizer_hash": inputs["tokenizer_hash"],
-                "chunking": dg.MetadataValue.json(inputs["chunking"]),
-                "slice_hashes": dg.MetadataValue.json(inputs["slices"]),
-            },
-        )
+        return snapshot_output(context, config, slice_names, home, slice_storage,
+                               encoder.path or None, encoder.batch_size)
 
     return embeddings_index

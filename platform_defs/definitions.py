@@ -6,8 +6,11 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.candidate import build_candidate_assets
 from assets.dataset_slices import build_dataset_slice
 from assets.embeddings_index import build_embeddings_index
+from assets.training import build_training_assets
+from platform_defs.k8s import gpu_step_op_tags
 from platform_defs.profiles import active_profile, resources_for
 from plimsoll.manifests import slice_names
 
@@ -20,13 +23,19 @@ def defs() -> dg.Definitions:
     names = slice_names(Path(resources["manifests"].directory))
     dataset_slice = build_dataset_slice(names)
     embeddings_index = build_embeddings_index(names)
+    training = build_training_assets(names, gpu_step_op_tags() if profile == "prod" else None)
+    candidate = build_candidate_assets(names)
     return dg.Definitions(
-        assets=[dataset_slice, embeddings_index],
+        assets=[dataset_slice, embeddings_index, *training, *candidate],
         jobs=[
             dg.define_asset_job("dataset_slices_job", selection=[dataset_slice.key],
                                 description="Load, check and publish one dataset slice."),
             dg.define_asset_job("embeddings_index_job", selection=[embeddings_index.key],
                                 description="Build (or reuse) the index snapshot."),
+            dg.define_asset_job(
+                "candidate_job",
+                selection=dg.AssetSelection.assets(*training, *candidate),
+                description="Pairs → fine-tune → candidate index → eval → registered version."),
         ],
         resources=resources,
         metadata={"profile": profile},

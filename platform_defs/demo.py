@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slices", nargs="*", default=None,
                         help="slices to materialize (default: every manifest)")
+    parser.add_argument("--no-candidate", dest="candidate", action="store_false",
+                        help="stop after the index: no fine-tune, eval or registration")
     args = parser.parse_args(argv)
 
     layout = HomeLayout(resolve_home())
@@ -53,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         index_result = definitions.resolve_job_def("embeddings_index_job").execute_in_process(
             instance=instance, run_config=quiet, raise_on_error=False)
         index = _materialization_metadata(index_result, "embeddings_index")
+        candidate_result = None
+        if args.candidate and index_result.success and not failed:
+            print("==> training_pairs → finetuned_encoder → candidate_index → eval_report → "
+                  "candidate_model", flush=True)
+            candidate_result = definitions.resolve_job_def("candidate_job").execute_in_process(
+                instance=instance, run_config=quiet, raise_on_error=False)
 
     print("\nDataset slices")
     print(f"  {'slice':<22} {'content hash':<18} {'rows':>6}  published")
@@ -66,8 +74,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  path:      {index['snapshot_path']}")
     else:
         print("\nEmbeddings index: FAILED (see the run in the Dagster UI)")
-    print("\nOpen the Dagster UI:  make ui   (http://127.0.0.1:3000)")
-    return 1 if failed or not index_result.success else 0
+    candidate_ok = _print_candidate(candidate_result) if args.candidate else True
+    print("\nOpen the Dagster UI:  make ui          (http://127.0.0.1:3000)")
+    if args.candidate:
+        print("Open the MLflow UI:   make mlflow-ui   (http://127.0.0.1:5000)")
+    return 1 if failed or not index_result.success or not candidate_ok else 0
+
+
+def _print_candidate(result: object) -> bool:
+    if result is None:
+        print("\nCandidate: not built (a slice or the index failed)")
+        return False
+    if not result.success:
+        print("\nCandidate: FAILED (see the candidate_job run in the Dagster UI)")
+        return False
+    trained = _materialization_metadata(result, "finetuned_encoder")
+    report = _materialization_metadata(result, "eval_report")
+    model = _materialization_metadata(result, "candidate_model")
+    scores = {row.data["system"]: row.data for row in report["scores"].records}
+    print("\nCandidate model version")
+    print(f"  checkpoint:  {trained['checkpoint_digest'][:16]} ({trained['steps']} steps, "
+          f"final loss {trained['final_loss']:.4f})")
+    print(f"  {'system':<10} {'recall@5':>9} {'mrr':>7} {'ndcg@10':>8}")
+    for system in ("finetuned", "base", "bm25"):
+        row = scores[system]
+        print(f"  {system:<10} {row['recall@5']:>9.3f} {row['mrr']:>7.3f} {row['ndcg@10']:>8.3f}")
+    print(f"  registered:  {model['model_uri']}  (lineage digest {model['lineage_digest'][:16]})")
+    print(f"  verify:      .venv/bin/plimsoll verify {model['version']}")
+    return True
 
 
 def _materialization_metadata(result: object, node: str) -> dict[str, object]:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from platform_defs.resources import DataManifests, EncoderModel, PlimsollHome, SliceStorage
+from platform_defs.resources import (
+    DataManifests,
+    EncoderModel,
+    EvalRegistryStore,
+    MlflowStore,
+    PlimsollHome,
+    SliceStorage,
+)
 from plimsoll.errors import PlimsollError
 from plimsoll.home import HomeLayout, resolve_home
 
@@ -39,9 +46,15 @@ def _common(layout: HomeLayout) -> dict[str, object]:
 def _local() -> dict[str, object]:
     layout = HomeLayout(resolve_home())
     remote = os.environ.get("PLIMSOLL_DVC_REMOTE", str(layout.dvc_remote))
+    layout.mlflow.mkdir(parents=True, exist_ok=True)
     return {**_common(layout),
             "slice_storage": SliceStorage(workspace=str(layout.dvc_workspace),
-                                          remote_url=remote)}
+                                          remote_url=remote),
+            "mlflow": MlflowStore(
+                tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", layout.mlflow_tracking_uri),
+                artifact_root=str(layout.mlflow / "artifacts")),
+            "eval_registry": EvalRegistryStore(
+                url=os.environ.get("PLIMSOLL_EVAL_REGISTRY_URL", layout.eval_registry_url))}
 
 
 PG_SCHEME = "postgresql+psycopg2://"
@@ -50,6 +63,9 @@ PROD_REQUIRED = {
     "PLIMSOLL_DVC_REMOTE": "the S3 URL of the DVC remote, e.g. s3://plimsoll-data/dvc",
     "DAGSTER_PG_URL": "the PostgreSQL URL of Dagster's storage, "
                       "postgresql+psycopg2://user:password@host:5432/dagster",
+    "MLFLOW_TRACKING_URI": "the MLflow server, e.g. https://mlflow.plimsoll.internal",
+    "PLIMSOLL_EVAL_REGISTRY_URL": "the PostgreSQL URL of the eval registry, "
+                                  "postgresql+psycopg2://user:password@host:5432/evals",
 }
 
 
@@ -70,7 +86,16 @@ def _prod() -> dict[str, object]:
         raise PlimsollError("Dagster storage must be PostgreSQL through psycopg2 in prod",
                             field="DAGSTER_PG_URL",
                             fix=f"use {PG_SCHEME}user:password@host:5432/dagster")
+    if not os.environ["PLIMSOLL_EVAL_REGISTRY_URL"].startswith(PG_SCHEME):
+        raise PlimsollError("the eval registry must be PostgreSQL in prod",
+                            field="PLIMSOLL_EVAL_REGISTRY_URL",
+                            fix=f"use {PG_SCHEME}user:password@host:5432/evals")
+    if not os.environ["MLFLOW_TRACKING_URI"].startswith(("http://", "https://")):
+        raise PlimsollError("prod uses an MLflow tracking server", field="MLFLOW_TRACKING_URI",
+                            fix="use the server's http(s):// URL")
     layout = HomeLayout(resolve_home())
     return {**_common(layout),
             "slice_storage": SliceStorage(workspace=str(layout.dvc_workspace),
-                                          remote_url=remote)}
+                                          remote_url=remote),
+            "mlflow": MlflowStore(tracking_uri=os.environ["MLFLOW_TRACKING_URI"]),
+            "eval_registry": EvalRegistryStore(url=os.environ["PLIMSOLL_EVAL_REGISTRY_URL"])}

@@ -55,3 +55,35 @@ class EncoderModel(dg.ConfigurableResource):
         from plimsoll.encoder import EncoderDirectory
 
         return EncoderDirectory.open(self.path or None)
+
+
+class MlflowStore(dg.ConfigurableResource):
+    """MLflow tracking and registry: SQLite under PLIMSOLL_HOME locally, a server in prod."""
+
+    tracking_uri: str = Field(description="MLflow tracking URI (sqlite:///… or http(s)://…).")
+    registry_uri: str = Field(default="", description="Registry URI; empty means the tracking "
+                              "URI.")
+    artifact_root: str = Field(default="", description="Artifact location for new "
+                               "experiments; empty lets the server decide.")
+    experiment: str = Field(default="plimsoll", description="Experiment for runs.")
+    model_name: str = Field(default="plimsoll-docs-assistant",
+                            description="Registered model that receives candidates.")
+
+    def registry(self):  # -> plimsoll.registry.ModelRegistry
+        """The core registry service object."""
+        from plimsoll.registry import ModelRegistry
+
+        return ModelRegistry(self.tracking_uri, self.registry_uri or None, self.experiment,
+                             self.artifact_root or None)
+
+
+class EvalRegistryStore(dg.ConfigurableResource):
+    """The SQL eval registry: SQLite locally, PostgreSQL in prod."""
+
+    url: str = Field(description="SQLAlchemy URL of the eval registry database.")
+
+    def open(self):  # -> plimsoll.eval_registry.EvalRegistry
+        """Connect (and create the table on first use)."""
+        from plimsoll.eval_registry import EvalRegistry
+
+        return EvalRegistry(self.url)

@@ -11,6 +11,8 @@ from pathlib import Path
 from plimsoll.errors import PlimsollError
 from plimsoll.home import HomeLayout, resolve_home
 
+DEFAULT_MODEL_NAME = "plimsoll-docs-assistant"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -43,6 +45,18 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--encoder", default=None,
                        help="encoder directory (default: the one recorded in the snapshot)")
     query.add_argument("--json", action="store_true", help="print JSON lines")
+
+    verify = commands.add_parser(
+        "verify", help="re-check a registered version's lineage digest and artifact hashes",
+        description="Recompute the lineage digest over the version's lineage tags and the "
+        "hashes of its artifacts (weights, index snapshot, templates). Exit 0 when both "
+        "match what was recorded at registration, 1 otherwise.")
+    verify.add_argument("version", help="model version number")
+    verify.add_argument("--model", default=DEFAULT_MODEL_NAME,
+                        help="registered model name (default: %(default)s)")
+    verify.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the "
+                        "embedded store under PLIMSOLL_HOME)")
     return parser
 
 
@@ -53,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "data":
             return _pin(args, layout)
+        if args.command == "verify":
+            return _verify(args, layout)
         return _query(args, layout)
     except PlimsollError as exc:
         print(f"plimsoll: {exc.describe()}", file=sys.stderr)
@@ -106,6 +122,21 @@ def _set_local_remote(repo_root: Path, name: str, url: str) -> None:
             if not has_default:
                 config["core"]["remote"] = name
     print(f"set DVC remote '{name}' to {url} in .dvc/config.local")
+
+
+def _verify(args: argparse.Namespace, layout: HomeLayout) -> int:
+    from plimsoll.registry import ModelRegistry
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or layout.mlflow_tracking_uri
+    result = ModelRegistry(uri).verify(args.model, args.version)
+    if result.ok:
+        print(f"OK {args.model} version {args.version}: lineage digest and artifact hashes "
+              "match the registration")
+        return 0
+    print(f"FAILED {args.model} version {args.version}:")
+    for problem in result.problems:
+        print(f"  - {problem}")
+    return 1
 
 
 def _query(args: argparse.Namespace, layout: HomeLayout) -> int:

@@ -45,3 +45,38 @@ class HomeLayout:
     def index_snapshots(self) -> Path:
         """Immutable, content-addressed index snapshots."""
         return self.root / "index_snapshots"
+
+    @property
+    def training_pairs(self) -> Path:
+        """Content-addressed JSONL files of training pairs."""
+        return self.root / "training_pairs"
+
+    @property
+    def training_work(self) -> Path:
+        """Resumable training state, one folder per training fingerprint."""
+        return self.root / "training"
+
+    @property
+    def checkpoints(self) -> Path:
+        """Fine-tuned encoders, each named by its digest."""
+        return self.root / "checkpoints"
+
+    @property
+    def eval_reports(self) -> Path:
+        """Eval reports (JSON, Markdown, PNG)."""
+        return self.root / "eval_reports"
+
+    @property
+    def mlflow(self) -> Path:
+        """The embedded MLflow store: mlflow.db and artifacts/."""
+        return self.root / "mlflow"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """SQLite tracking and registry URI of the embedded store."""
+        return f"sqlite:///{self.mlflow / 'mlflow.db'}"
+
+    @property
+    def eval_registry_url(self) -> str:
+        """SQLite URL of the local eval registry."""
+        return f"sqlite:///{self.root / 'eval_registry.sqlite'}"

@@ -1,0 +1,112 @@
+"""Evaluate a fine-tuned bundle against the base encoder and BM25; register the candidate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from plimsoll.answerer import Answerer
+from plimsoll.encoder import Encoder, EncoderDirectory
+from plimsoll.eval_registry import EvalRegistry
+from plimsoll.eval_report import markdown, write_report
+from plimsoll.evalsets import load_evalset
+from plimsoll.evaluation import evaluate_answerer, evaluate_bm25
+from plimsoll.hashing import sha256_file, sha256_json
+from plimsoll.index_snapshot import IndexSnapshot
+from plimsoll.prompts import load_template
+from plimsoll.provenance import container_image_digest
+from plimsoll.registry import Bundle, ModelRegistry, lineage_tags
+
+
+def run_candidate_eval(*, repo_root: Path, reports_dir: Path, evalset_path: Path,
+                       limit: int | None, seed: int, abstain_below: float,
+                       cost_per_cpu_second: float, answer_template: Path,
+                       abstain_template: Path, candidate: dict[str, str], base: dict[str, str],
+                       registry: ModelRegistry, mlflow_run_id: str, eval_registry: EvalRegistry,
+                       model_ref: str, commit_sha: str) -> dict[str, object]:
+    """Score candidate, base and BM25; write, log and record the report."""
+    evalset = load_evalset(evalset_path).limited(limit)
+    templates = (load_template(answer_template), load_template(abstain_template))
+    runs = []
+    for system, bundle in (("finetuned", candidate), ("base", base)):
+        snapshot = IndexSnapshot(Path(bundle["snapshot_path"]))
+        evalset.check_doc_ids(snapshot.chunks["doc_id"])
+        encoder = Encoder(EncoderDirectory.open(bundle["encoder_path"]))
+        answerer = Answerer(encoder, snapshot, *templates, abstain_below=abstain_below)
+        runs.append(evaluate_answerer(system, answerer, evalset, cost_per_cpu_second))
+    runs.append(evaluate_bm25(IndexSnapshot(Path(candidate["snapshot_path"])), evalset))
+    context = {"model_ref": model_ref, "eval_set": str(evalset_path.name),
+               "eval_set_hash": evalset.content_hash, "questions": len(evalset.questions),
+               "seed": seed, "commit": commit_sha, "abstain_below": abstain_below,
+               "answer_template": templates[0].ref,
+               "index_snapshot_id": Path(candidate["snapshot_path"]).name}
+    report_id = sha256_json({"context": context,
+                             "systems": {r.system: r.metrics for r in runs}})[:16]
+    paths = write_report(reports_dir / report_id, runs, context)
+
+    client = registry.client
+    for name, value in runs[0].metrics.items():
+        client.log_metric(mlflow_run_id, f"eval.{_metric_key(name)}", value)
+    for name, value in runs[1].metrics.items():
+        client.log_metric(mlflow_run_id, f"base.{_metric_key(name)}", value)
+    for name, value in runs[2].metrics.items():
+        client.log_metric(mlflow_run_id, f"bm25.{_metric_key(name)}", value)
+    client.set_tag(mlflow_run_id, "eval_set_hash", evalset.content_hash)
+    for path in paths.values():
+        client.log_artifact(mlflow_run_id, str(path), "eval_report")
+    for run in runs[:2]:
+        eval_registry.record(commit_sha=commit_sha, model_ref=model_ref if run.system ==
+                             "finetuned" else f"base:{Path(base['encoder_path']).name}",
+                             eval_set_hash=evalset.content_hash, seed=seed, system=run.system,
+                             metrics=run.metrics)
+    eval_registry.close()
+    return {"systems": {r.system: r.metrics for r in runs}, "eval_set_hash":
+            evalset.content_hash, "seed": seed, "report_id": report_id,
+            "report_digest": sha256_file(paths["json"]),
+            "paths": {k: str(v) for k, v in paths.items()}, "markdown": markdown(runs, context),
+            "abstain_below": abstain_below, "answer_template": str(answer_template),
+            "abstain_template": str(abstain_template), "template_ref": templates[0].ref}
+
+
+def _metric_key(name: str) -> str:
+    return name.replace("@", "_at_")
+
+
+def register_candidate(*, registry: ModelRegistry, model_name: str, finetuned: dict,
+                       index: dict, report: dict) -> tuple[str, dict[str, str]]:
+    """Register the evaluated bundle with write-once lineage; returns (version, tags)."""
+    scores = report["systems"]["finetuned"]
+    lineage = lineage_tags({
+        "git_commit": finetuned["git_commit"],
+        "data_manifest_digest": finetuned["data_manifest_digest"],
+        "slice_hashes": finetuned["slices"],
+        "index_slice_hashes": index["slices"],
+        "training_pairs_digest": finetuned["training_pairs_digest"],
+        "eval_set_hash": report["eval_set_hash"],
+        "index_snapshot_id": index["snapshot_id"],
+        "tokenizer_hash": finetuned["tokenizer_hash"],
+        "checkpoint_digest": finetuned["digest"],
+        "base_model": f"{Path(finetuned['base_path']).name}@{finetuned['base_digest']}",
+        "hyperparameters": finetuned["params"],
+        "seed": str(finetuned["params"]["seed"]),
+        "container_image_digest": finetuned.get("container_image_digest",
+                                                container_image_digest()),
+        "prompt_template": report["template_ref"],
+        "mlflow_run_id": finetuned["mlflow_run_id"],
+        "eval_scores": {k: round(v, 6) for k, v in scores.items()},
+        "bundle_key": sha256_json([finetuned["digest"], index["snapshot_id"],
+                                   report["eval_set_hash"], report["template_ref"],
+                                   report["abstain_below"]]),
+    })
+    bundle = Bundle(encoder_dir=Path(finetuned["path"]), snapshot_dir=Path(index["path"]),
+                    answer_template=Path(report["answer_template"]),
+                    abstain_template=Path(report["abstain_template"]),
+                    abstain_below=float(report["abstain_below"]))
+    version = registry.register(model_name, bundle, lineage, finetuned["mlflow_run_id"])
+    tags = dict(registry.client.get_model_version(model_name, version).tags)
+    return version, tags
+
+
+def report_summary(report: dict) -> str:
+    """One JSON line of the candidate's scores (for logs)."""
+    return json.dumps(report["systems"]["finetuned"], sort_keys=True)

@@ -1,0 +1,90 @@
+"""Write an eval report as JSON, Markdown and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from plimsoll.evaluation import RETRIEVAL_METRICS, EvalRun
+
+SERVICE_METRICS = ("grounding_rate", "abstention_accuracy", "latency_p50_ms", "latency_p95_ms",
+                   "cost_per_request")
+
+
+def write_report(directory: Path, runs: Sequence[EvalRun], context: dict[str, object]
+                 ) -> dict[str, Path]:
+    """report.json, report.md and report.png in `directory`; the first run is the candidate."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"json": directory / "report.json", "markdown": directory / "report.md",
+             "plot": directory / "report.png"}
+    paths["json"].write_text(json.dumps({
+        "context": context,
+        "systems": {run.system: run.metrics for run in runs},
+        "questions": runs[0].rows,
+    }, indent=2, sort_keys=True, default=str))
+    paths["markdown"].write_text(markdown(runs, context))
+    plot(runs, paths["plot"])
+    return paths
+
+
+def markdown(runs: Sequence[EvalRun], context: dict[str, object]) -> str:
+    """The report people read in MLflow and Dagster."""
+    systems = [run.system for run in runs]
+    lines = ["# Eval report", ""]
+    lines += [f"- **{key}**: `{value}`" for key, value in context.items()]
+    lines += ["", "## Retrieval", "", "| metric | " + " | ".join(systems) + " |",
+              "|---|" + "---|" * len(systems)]
+    for metric in RETRIEVAL_METRICS:
+        lines.append(f"| {metric} | " + " | ".join(
+            f"{run.metrics[metric]:.3f}" if metric in run.metrics else "-" for run in runs) + " |")
+    lines += ["", "## Answers and service", "", "| metric | " + " | ".join(systems) + " |",
+              "|---|" + "---|" * len(systems)]
+    for metric in SERVICE_METRICS:
+        lines.append(f"| {metric} | " + " | ".join(
+            _fmt(metric, run.metrics.get(metric)) for run in runs) + " |")
+    misses = [row for row in runs[0].rows
+              if (row["answerable"] and not row["grounded"])
+              or (row["abstained"] != (not row["answerable"]))]
+    if misses:
+        lines += ["", f"## Misses of {runs[0].system} ({len(misses)})", "",
+                  "| qid | answerable | abstained | top doc | score | gold |",
+                  "|---|---|---|---|---|---|"]
+        for row in misses[:25]:
+            lines.append(f"| {row['qid']} | {row['answerable']} | {row['abstained']} | "
+                         f"{row['top_doc']} | {row['top_score']} | {', '.join(row['gold'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(metric: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if metric.endswith("_ms"):
+        return f"{value:.1f}"
+    if metric == "cost_per_request":
+        return f"{value:.6f}"
+    return f"{value:.3f}"
+
+
+def plot(runs: Sequence[EvalRun], destination: Path) -> None:
+    """Grouped bars of the retrieval metrics, one colour per system."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 4), dpi=100)
+    width = 0.8 / len(runs)
+    for offset, run in enumerate(runs):
+        xs = [i + offset * width for i in range(len(RETRIEVAL_METRICS))]
+        axis.bar(xs, [run.metrics.get(m, 0.0) for m in RETRIEVAL_METRICS], width,
+                 label=run.system)
+    axis.set_xticks([i + 0.4 - width / 2 for i in range(len(RETRIEVAL_METRICS))],
+                    RETRIEVAL_METRICS)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("score")
+    axis.set_title("Retrieval quality on the eval set")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(destination)
+    plt.close(figure)

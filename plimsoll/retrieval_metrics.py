@@ -1,0 +1,32 @@
+"""Ranking metrics over doc ids: recall@k, MRR, nDCG@k (binary relevance)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def dedupe(ranked_doc_ids: Sequence[str]) -> list[str]:
+    """Doc ids in rank order, each once (several chunks of a doc count as one hit)."""
+    return list(dict.fromkeys(ranked_doc_ids))
+
+
+def recall_at(ranked: Sequence[str], gold: Sequence[str], k: int) -> float:
+    """Share of gold docs found in the top k."""
+    return len(set(dedupe(ranked)[:k]) & set(gold)) / len(gold)
+
+
+def reciprocal_rank(ranked: Sequence[str], gold: Sequence[str]) -> float:
+    """1 / rank of the first gold doc (0 when absent)."""
+    for rank, doc_id in enumerate(dedupe(ranked), start=1):
+        if doc_id in gold:
+            return 1.0 / rank
+    return 0.0
+
+
+def ndcg_at(ranked: Sequence[str], gold: Sequence[str], k: int) -> float:
+    """Normalised discounted cumulative gain with binary relevance."""
+    gains = sum(1.0 / math.log2(rank + 1)
+                for rank, doc_id in enumerate(dedupe(ranked)[:k], start=1) if doc_id in gold)
+    ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(len(gold), k) + 1))
+    return gains / ideal if ideal else 0.0

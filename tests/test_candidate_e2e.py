@@ -1,0 +1,135 @@
+"""A small end-to-end run: tiny slices, one short epoch, a registered and verified candidate."""
+
+import json
+
+import dagster as dg
+import pytest
+from conftest import FAQ_ROWS, write_jsonl, write_manifest
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUESTIONS = [
+    {"qid": "t1", "question": "How do I go back to the previous model version?",
+     "answerable": True, "gold_doc_ids": ["doc-0"], "answer_hint": ""},
+    {"qid": "t2", "question": "How can I remove the common indentation of a block of text?",
+     "answerable": True, "gold_doc_ids": ["stdlib:textwrap.dedent"], "answer_hint": ""},
+    {"qid": "t3", "question": "How do I escape a string so it is safe in a shell command?",
+     "answerable": True, "gold_doc_ids": ["stdlib:shlex.quote"], "answer_hint": ""},
+    {"qid": "t4", "question": "What is a good recipe for banana bread?",
+     "answerable": False, "gold_doc_ids": [], "answer_hint": ""},
+]
+
+
+@pytest.fixture
+def setup(home, manifests, tmp_path):
+    write_manifest(manifests, "std", source={"kind": "stdlib_docstrings",
+                                             "modules": ["textwrap", "shlex", "json"]},
+                   classification="public")
+    evalset = tmp_path / "tiny_eval.jsonl"
+    evalset.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    from platform_defs.definitions import defs
+
+    with dg.instance_for_test() as instance:
+        yield defs(), instance, evalset
+
+
+def _run_config(evalset, training_slices=("std",)):
+    return {**QUIET, "ops": {
+        "training_pairs": {"config": {"training_slices": list(training_slices)}},
+        "finetuned_encoder": {"config": {"batch_size": 4, "frozen_layers": 5}},
+        "eval_report": {"config": {"evalset": str(evalset)}},
+    }}
+
+
+def _materialize_inputs(definitions, instance):
+    for name in ("faq", "notes", "std"):
+        assert definitions.resolve_job_def("dataset_slices_job").execute_in_process(
+            partition_key=name, instance=instance, run_config=QUIET).success
+    assert definitions.resolve_job_def("embeddings_index_job").execute_in_process(
+        instance=instance, run_config=QUIET).success
+
+
+def _metadata(result, node):
+    (materialization,) = result.asset_materializations_for_node(node)
+    return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+
+
+def test_candidate_end_to_end(setup, home):
+    definitions, instance, evalset = setup
+    _materialize_inputs(definitions, instance)
+    result = definitions.resolve_job_def("candidate_job").execute_in_process(
+        instance=instance, run_config=_run_config(evalset))
+    assert result.success
+
+    trained = _metadata(result, "finetuned_encoder")
+    report = _metadata(result, "eval_report")
+    model = _metadata(result, "candidate_model")
+    systems = {row.data["system"] for row in report["scores"].records}
+    assert systems == {"finetuned", "base", "bm25"}
+    assert 0.0 <= report["recall@5"] <= 1.0
+    assert "| recall@5 |" in report["report"]
+    assert (home / "eval_reports").is_dir() and report["plot"].endswith("report.png")
+
+    from plimsoll.home import HomeLayout
+    from plimsoll.registry import LINEAGE_PREFIX, ModelRegistry
+
+    layout = HomeLayout(home)
+    registry = ModelRegistry(layout.mlflow_tracking_uri)
+    version = model["version"]
+    assert registry.verify("plimsoll-docs-assistant", version).ok
+    tags = registry.client.get_model_version("plimsoll-docs-assistant", version).tags
+    for key in ("git_commit", "data_manifest_digest", "slice_hashes", "eval_set_hash",
+                "index_snapshot_id", "tokenizer_hash", "base_model", "hyperparameters", "seed",
+                "container_image_digest", "eval_scores", "checkpoint_digest"):
+        assert LINEAGE_PREFIX + key in tags, key
+    assert tags[LINEAGE_PREFIX + "container_image_digest"] == "local"
+    assert json.loads(tags[LINEAGE_PREFIX + "slice_hashes"]).keys() == {"std"}
+
+    run = registry.client.get_run(trained["mlflow_run_id"])
+    assert run.data.params["learning_rate"] == "3e-05" and run.data.params["seed"] == "42"
+    assert run.data.tags["container_image_digest"] == "local"
+    losses = registry.client.get_metric_history(run.info.run_id, "loss")
+    assert len(losses) == trained["steps"] >= 1
+    assert "eval.recall_at_5" in run.data.metrics and "base.mrr" in run.data.metrics
+
+    from plimsoll.eval_registry import EvalRegistry
+
+    rows = EvalRegistry(layout.eval_registry_url).results()
+    assert {r["system"] for r in rows} == {"finetuned", "base"}
+    assert all(r["eval_set_hash"] == report["eval_set_hash"] for r in rows)
+
+    from plimsoll.cli import main
+
+    assert main(["verify", version]) == 0
+    registry.client.set_model_version_tag("plimsoll-docs-assistant", version,
+                                          LINEAGE_PREFIX + "seed", "7")
+    assert main(["verify", version]) == 1
+
+
+def test_no_training_on_a_slice_whose_checks_failed(setup, manifests):
+    definitions, instance, evalset = setup
+    _materialize_inputs(definitions, instance)
+    write_jsonl(manifests / "sources" / "faq.jsonl", [*FAQ_ROWS, FAQ_ROWS[0]])  # duplicate id
+    assert not definitions.resolve_job_def("dataset_slices_job").execute_in_process(
+        partition_key="faq", instance=instance, run_config=QUIET,
+        raise_on_error=False).success
+    result = definitions.resolve_job_def("candidate_job").execute_in_process(
+        instance=instance, run_config=_run_config(evalset, ("std", "faq")),
+        raise_on_error=False)
+    assert not result.success
+    failure = result.failure_data_for_node("training_pairs")
+    assert "['faq'] failed their checks" in failure.error.cause.message
+    assert result.asset_materializations_for_node("finetuned_encoder") == []
+
+
+def test_eval_set_with_unknown_doc_ids_fails_the_report(setup, tmp_path):
+    definitions, instance, _ = setup
+    _materialize_inputs(definitions, instance)
+    bad = tmp_path / "bad_eval.jsonl"
+    bad.write_text(json.dumps({"qid": "b1", "question": "?", "answerable": True,
+                               "gold_doc_ids": ["stdlib:does.not.exist"]}) + "\n")
+    result = definitions.resolve_job_def("candidate_job").execute_in_process(
+        instance=instance, run_config=_run_config(bad), raise_on_error=False)
+    assert not result.success
+    message = result.failure_data_for_node("eval_report").error.cause.message
+    assert "b1" in message and "stdlib:does.not.exist" in message
+    assert result.asset_materializations_for_node("candidate_model") == []

@@ -1,0 +1,90 @@
+import json
+
+import pytest
+from conftest import REPO_ROOT
+
+from plimsoll.errors import PlimsollError
+from plimsoll.eval_registry import EvalRegistry
+from plimsoll.evalsets import EvalSetError, load_evalset
+from plimsoll.prompts import load_template
+from plimsoll.retrieval_metrics import ndcg_at, recall_at, reciprocal_rank
+
+CI_SET = REPO_ROOT / "evalsets" / "python_docs_ci.jsonl"
+
+
+def test_ranking_metrics_on_hand_computed_examples():
+    ranked = ["a", "a", "b", "c", "d"]  # two chunks of doc a count once
+    assert recall_at(ranked, ["b"], 1) == 0.0
+    assert recall_at(ranked, ["b"], 2) == 1.0
+    assert recall_at(ranked, ["b", "z"], 5) == 0.5
+    assert reciprocal_rank(ranked, ["c"]) == pytest.approx(1 / 3)
+    assert reciprocal_rank(ranked, ["z"]) == 0.0
+    assert ndcg_at(ranked, ["a"], 10) == 1.0
+    assert ndcg_at(ranked, ["b"], 10) == pytest.approx(1 / 1.5849625)
+
+
+def test_ci_eval_set_is_big_enough_and_has_unanswerable_questions():
+    evalset = load_evalset(CI_SET)
+    answerable = [q for q in evalset.questions if q.answerable]
+    assert len(evalset.questions) >= 50 and len(answerable) >= 50
+    assert len(evalset.questions) - len(answerable) >= 10
+    assert len(evalset.content_hash) == 64
+
+
+def test_ci_eval_set_ids_exist_in_the_reference_corpus():
+    from plimsoll.manifests import load_manifest
+    from plimsoll.slices import build_slice
+
+    ids = set()
+    for name in ("python_help_topics", "stdlib_docstrings", "example_faq"):
+        ids |= set(build_slice(load_manifest(REPO_ROOT / "data_manifests" /
+                                             f"{name}.yaml")).frame["id"])
+    load_evalset(CI_SET).check_doc_ids(ids)
+
+
+def test_unknown_doc_ids_name_the_question(tmp_path):
+    path = tmp_path / "set.jsonl"
+    path.write_text(json.dumps({"qid": "x1", "question": "q?", "answerable": True,
+                                "gold_doc_ids": ["stdlib:nope"], "answer_hint": ""}) + "\n")
+    with pytest.raises(EvalSetError) as caught:
+        load_evalset(path).check_doc_ids({"stdlib:re.split"})
+    assert caught.value.field == "x1.gold_doc_ids" and "stdlib:nope" in str(caught.value)
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    ({"qid": "x", "question": "q", "answerable": True, "gold_doc_ids": []}, "answerable"),
+    ({"qid": "x", "question": "q", "answerable": False, "gold_doc_ids": [], "extra": 1},
+     "unknown"),
+])
+def test_malformed_eval_set(tmp_path, record, message):
+    path = tmp_path / "set.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(EvalSetError, match=message):
+        load_evalset(path)
+
+
+def test_templates_render_only_their_declared_variables():
+    answer = load_template(REPO_ROOT / "prompts" / "answer.md")
+    text = answer.render(answer="Use re.split. [1]",
+                         citations=[{"doc_id": "stdlib:re.split", "chunk_id": "stdlib:re.split#0"}])
+    assert text.startswith("Use re.split. [1]") and "[1] stdlib:re.split" in text
+    assert answer.ref.startswith("answer@1.0.0#")
+    with pytest.raises(PlimsollError, match="declares"):
+        answer.render(answer="x")
+
+
+def test_eval_registry_on_sqlite(tmp_path):
+    registry = EvalRegistry(f"sqlite:///{tmp_path / 'evals.sqlite'}")
+    registry.record(commit_sha="abc", model_ref="models:/m/1", eval_set_hash="h" * 64, seed=42,
+                    system="finetuned", metrics={"recall@5": 0.9})
+    (row,) = registry.results("models:/m/1")
+    assert row["seed"] == 42 and row["metrics"] == {"recall@5": 0.9}
+
+
+@pytest.mark.postgres
+def test_eval_registry_on_postgres(postgres_url):
+    registry = EvalRegistry(postgres_url)
+    registry.record(commit_sha="abc", model_ref="models:/m/2", eval_set_hash="h" * 64, seed=7,
+                    system="base", metrics={"mrr": 0.5})
+    assert registry.results("models:/m/2")[0]["metrics"] == {"mrr": 0.5}
+    registry.close()

@@ -1,0 +1,134 @@
+import time
+
+import mlflow.pyfunc
+import pandas as pd
+import pytest
+from conftest import FAQ_ROWS, REPO_ROOT, write_jsonl, write_manifest
+
+from plimsoll.chunking import ChunkingParams
+from plimsoll.encoder import EncoderDirectory
+from plimsoll.index_snapshot import SnapshotBuilder
+from plimsoll.manifests import load_manifest
+from plimsoll.registry import (
+    DIGEST_TAG,
+    LINEAGE_PREFIX,
+    Bundle,
+    ModelRegistry,
+    RegistryError,
+    lineage_tags,
+)
+from plimsoll.slice_store import SliceStore
+from plimsoll.slices import build_slice
+
+NAME = "docs-assistant-test"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bundle")
+    write_jsonl(root / "m" / "sources" / "faq.jsonl", FAQ_ROWS)
+    store = SliceStore(root / "dvc", str(root / "remote"))
+    published = store.publish(build_slice(load_manifest(write_manifest(root / "m", "faq"))))
+    encoder_dir = EncoderDirectory.open(None)
+    snapshot = SnapshotBuilder(root / "snaps", root / "cache", encoder_dir,
+                               ChunkingParams()).build([published])
+    return Bundle(encoder_dir=encoder_dir.path, snapshot_dir=snapshot.path,
+                  answer_template=REPO_ROOT / "prompts" / "answer.md",
+                  abstain_template=REPO_ROOT / "prompts" / "abstain.md")
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return ModelRegistry(uri, artifact_root=str(tmp_path / "artifacts"))
+
+
+def _register(registry, bundle, **extra):
+    run = registry.client.create_run(registry.ensure_reachable())
+    lineage = lineage_tags({"git_commit": "abc123", "seed": "42",
+                            "hyperparameters": {"lr": 3e-5}, **extra})
+    return registry.register(NAME, bundle, lineage, run.info.run_id)
+
+
+def test_register_load_predict_and_verify(registry, bundle):
+    version = _register(registry, bundle)
+    tags = registry.client.get_model_version(NAME, version).tags
+    assert tags[LINEAGE_PREFIX + "git_commit"] == "abc123"
+    assert tags[LINEAGE_PREFIX + "hyperparameters"] == '{"lr": 3e-05}'
+    assert DIGEST_TAG in tags and LINEAGE_PREFIX + "artifacts_digest" in tags
+    assert registry.verify(NAME, version).ok
+
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}/{version}")
+    answers = model.predict(pd.DataFrame({"question": [
+        "How do I roll back to the previous model?", "Best sourdough hydration?"]}))
+    first, second = answers.to_dict("records")
+    assert not first["abstained"] and "doc-0" in first["citations"]
+    assert "[1]" in first["answer"] and "Sources:" in first["answer"]
+    assert second["abstained"] and second["citations"] == []
+    for row in (first, second):  # model metadata travels with every answer
+        assert row["model_name"] == NAME and row["model_version"] == version
+        assert row["index_snapshot_id"] == bundle.snapshot_dir.name
+        assert row["prompt_template"].startswith("answer@1.0.0#")
+
+
+def test_same_bundle_is_registered_once(registry, bundle):
+    first = _register(registry, bundle, bundle_key="k1")
+    assert _register(registry, bundle, bundle_key="k1") == first
+    assert _register(registry, bundle, bundle_key="k2") != first
+
+
+def test_lineage_tags_are_write_once_through_plimsoll(registry, bundle):
+    version = _register(registry, bundle)
+    with pytest.raises(RegistryError, match="lineage is immutable"):
+        registry.set_tag(NAME, version, LINEAGE_PREFIX + "git_commit", "rewritten")
+    registry.set_tag(NAME, version, "approval", "pending")  # ordinary tags are fine
+    assert registry.verify(NAME, version).ok
+
+
+def test_tag_edited_behind_plimsoll_is_detected(registry, bundle):
+    version = _register(registry, bundle)
+    registry.client.set_model_version_tag(NAME, version, LINEAGE_PREFIX + "seed", "43")
+    result = registry.verify(NAME, version)
+    assert not result.ok and "a tag was edited" in result.problems[0]
+
+
+def test_checkpoint_tampered_after_registration_is_detected(registry, bundle, tmp_path):
+    version = _register(registry, bundle)
+    (weights,) = (tmp_path / "artifacts").rglob("model.safetensors")
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    result = registry.verify(NAME, version)
+    assert not result.ok
+    assert any("artifacts differ" in problem for problem in result.problems)
+
+
+def test_unreachable_store_fails_fast_and_registers_nothing(bundle, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
+    dead = ModelRegistry("http://127.0.0.1:9")
+    start = time.monotonic()
+    with pytest.raises(RegistryError) as caught:
+        dead.register(NAME, bundle, lineage_tags({"seed": "1"}), run_id="none")
+    assert time.monotonic() - start < 30
+    assert caught.value.field == "tracking_uri" and "nothing was registered" in caught.value.fix
+
+
+def test_failure_while_creating_the_version_leaves_nothing_half_registered(
+        registry, bundle, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise ConnectionError("store went away")
+
+    monkeypatch.setattr(registry.client, "create_model_version", refuse)
+    with pytest.raises(RegistryError, match="store went away"):
+        _register(registry, bundle)
+    monkeypatch.undo()
+    assert registry.client.search_model_versions(f"name = '{NAME}'") == []
+
+
+def test_verify_unknown_version(registry, bundle):
+    _register(registry, bundle)
+    with pytest.raises(RegistryError, match="is not registered") as caught:
+        registry.verify(NAME, "99")
+    assert caught.value.field == "version"
