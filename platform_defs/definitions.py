@@ -38,5 +38,13 @@ def defs() -> dg.Definitions:
                 description="Pairs → fine-tune → candidate index → eval → registered version."),
         ],
         resources=resources,
+        executor=_prod_executor() if profile == "prod" else None,
         metadata={"profile": profile},
     )
+
+
+def _prod_executor() -> dg.ExecutorDefinition:
+    """Each step is its own Kubernetes Job, so the fine-tune step gets its GPU pod."""
+    from dagster_k8s import k8s_job_executor
+
+    return k8s_job_executor

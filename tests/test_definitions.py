@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -18,7 +19,8 @@ def test_definitions_snapshot(home, monkeypatch):
     definitions = _load()
     graph = definitions.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
-        "dataset_slice", "embeddings_index"}
+        "dataset_slice", "embeddings_index", "training_pairs", "finetuned_encoder",
+        "candidate_index", "eval_report", "candidate_model"}
     checks = {key.name for key in graph.asset_check_keys}
     assert checks == {"schema_and_types", "text_not_null", "ids_unique",
                       "text_length_bounds", "classification_allowed", "min_row_count"}
@@ -27,11 +29,11 @@ def test_definitions_snapshot(home, monkeypatch):
     assert slices.partitions_def.get_partition_keys() == [
         "example_faq", "python_help_topics", "stdlib_docstrings"]
     assert {job.name for job in definitions.jobs} == {"dataset_slices_job",
-                                                      "embeddings_index_job"}
+                                                      "embeddings_index_job", "candidate_job"}
     assert list(definitions.sensors or []) == [] and list(definitions.schedules or []) == []
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.group_name in {"datasets", "retrieval"}
+        assert node.group_name in {"datasets", "retrieval", "training", "evaluation"}
         assert node.description and "\n" not in node.description.strip()
 
 
@@ -67,6 +69,10 @@ def test_prod_profile_is_configured_from_the_environment(home, monkeypatch):
     definitions = _load()
     storage = definitions.resources["slice_storage"]
     assert storage.remote_url == "s3://plimsoll-data/dvc"
+    assert definitions.resources["mlflow"].tracking_uri == "https://mlflow.plimsoll.internal"
+    assert definitions.resources["eval_registry"].url.startswith("postgresql+psycopg2://")
+    tags = json.loads(definitions.get_assets_def("finetuned_encoder").op.tags["dagster-k8s/config"])
+    assert tags["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert definitions.metadata["profile"].value == "prod"
 
 
@@ -75,6 +81,8 @@ def test_prod_profile_is_configured_from_the_environment(home, monkeypatch):
     ("PLIMSOLL_DVC_REMOTE", "/mnt/data", "is not an S3 URL"),
     ("DAGSTER_PG_URL", "sqlite:///x.db", "must be PostgreSQL"),
     ("DAGSTER_PG_URL", "postgresql://dagster@db/dagster", "through psycopg2"),
+    ("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db", "tracking server"),
+    ("PLIMSOLL_EVAL_REGISTRY_URL", "sqlite:///evals.db", "must be PostgreSQL"),
 ])
 def test_prod_profile_validation(home, monkeypatch, name, value, message):
     monkeypatch.setenv("PLIMSOLL_PROFILE", "prod")
