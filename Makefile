@@ -54,6 +54,7 @@ mlflow-ui: install
 
 bench: install
 	$(BIN)/python benchmarks/embedding_speed.py
+	$(BIN)/python benchmarks/finetune_speed.py
 
 pin: install
 	$(BIN)/plimsoll data pin

@@ -1,0 +1,164 @@
+"""Fine-tune throughput and eval time, as ratios against anchors measured in the same run.
+
+Anchors and targets (issue #3):
+  throughput   Plimsoll's fine_tune vs a plain torch + transformers loop (full fine-tune,
+               AdamW, dynamic padding) on the same model, pairs, batch size and max length:
+               target >= 3x pairs/s, at equal or better recall@5 on the CI eval set
+  eval time    the 50-question eval (encoder already trained) under 60 s on this machine
+
+Usage: python benchmarks/finetune_speed.py [--pairs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from plimsoll.answerer import Answerer  # noqa: E402
+from plimsoll.chunking import ChunkingParams  # noqa: E402
+from plimsoll.encoder import Encoder, EncoderDirectory  # noqa: E402
+from plimsoll.evalsets import load_evalset  # noqa: E402
+from plimsoll.evaluation import evaluate_answerer  # noqa: E402
+from plimsoll.index_snapshot import IndexSnapshot, SnapshotBuilder  # noqa: E402
+from plimsoll.manifests import load_manifest  # noqa: E402
+from plimsoll.prompts import load_template  # noqa: E402
+from plimsoll.slice_store import SliceStore  # noqa: E402
+from plimsoll.slices import build_slice  # noqa: E402
+from plimsoll.training import TrainingParams, fine_tune  # noqa: E402
+from plimsoll.training_pairs import derive_pairs  # noqa: E402
+
+EVALSET = REPO / "evalsets" / "python_docs_ci.jsonl"
+SLICES = ("example_faq", "python_help_topics", "stdlib_docstrings")
+TRAINING = ("python_help_topics", "stdlib_docstrings")
+
+
+def plain_loop(base: EncoderDirectory, pairs, params: TrainingParams, out: Path) -> float:
+    """What a user writes by hand: every weight trained, one AdamW, dynamic padding."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.manual_seed(params.seed)
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    model = AutoModel.from_pretrained(base.path)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate)
+    model.train()
+
+    def encode(texts):
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=params.max_length,
+                          return_tensors="pt")
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        return torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1)
+
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(params.seed))
+    start = time.perf_counter()
+    for first in range(0, len(pairs) - params.batch_size + 1, params.batch_size):
+        batch = [pairs[i] for i in order[first:first + params.batch_size].tolist()]
+        scores = encode([p.query for p in batch]) @ encode([p.passage for p in batch]).T
+        loss = torch.nn.functional.cross_entropy(scores * params.scale,
+                                                 torch.arange(len(batch)))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    seconds = time.perf_counter() - start
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    for name in ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json"):
+        if (base.path / name).is_file():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_bytes((base.path / name).read_bytes())
+    return seconds
+
+
+def recall_at_5(encoder_dir: EncoderDirectory, published, home: Path) -> float:
+    snapshot = SnapshotBuilder(home / "snapshots", home / "cache", encoder_dir,
+                               ChunkingParams()).build(published)
+    answerer = Answerer(Encoder(encoder_dir), IndexSnapshot(snapshot.path),
+                        load_template(REPO / "prompts" / "answer.md"),
+                        load_template(REPO / "prompts" / "abstain.md"))
+    return evaluate_answerer("x", answerer, load_evalset(EVALSET), 0.0).metrics["recall@5"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=0, help="use the first N pairs (0: all)")
+    args = parser.parse_args()
+    import torch
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"python {platform.python_version()}")
+    params = TrainingParams()
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        store = SliceStore(home / "dvc", str(home / "remote"))
+        published = [store.publish(build_slice(load_manifest(
+            REPO / "data_manifests" / f"{name}.yaml"))) for name in SLICES]
+        pairs = derive_pairs([p for p in published if p.name in TRAINING])
+        pairs = pairs[:args.pairs] if args.pairs else pairs
+        trained_pairs = (len(pairs) // params.batch_size) * params.batch_size
+        base = EncoderDirectory.open(None)
+        print(f"\n[throughput] {trained_pairs} pairs, batch {params.batch_size}, max length "
+              f"{params.max_length}, 1 epoch")
+
+        plain_dir = home / "plain"
+        plain_s = plain_loop(base, pairs, params, plain_dir)
+        start = time.perf_counter()
+        ours = fine_tune(base, pairs, params, home / "work", home / "checkpoints")
+        ours_s = time.perf_counter() - start
+        plain_rate, ours_rate = trained_pairs / plain_s, trained_pairs / ours_s
+        print(f"  plain loop   {plain_rate:6.2f} pairs/s ({plain_s:.1f}s)")
+        print(f"  plimsoll     {ours_rate:6.2f} pairs/s ({ours_s:.1f}s, incl. model load and "
+              f"checkpoint writes; freeze_embeddings={params.freeze_embeddings}, "
+              f"frozen_layers={params.frozen_layers})")
+        ratio = ours_rate / plain_rate
+        print(f"  RATIO throughput vs plain loop = {ratio:.2f}x   (target >= 3x)")
+        if ratio < 3:
+            failures.append("throughput")
+
+        print("\n[quality] recall@5 on the CI eval set, each model indexing the same corpus")
+        plain_recall = recall_at_5(EncoderDirectory.open(plain_dir), published, home)
+        ours_recall = recall_at_5(ours.checkpoint, published, home)
+        base_recall = recall_at_5(base, published, home)
+        print(f"  base {base_recall:.3f}   plain loop {plain_recall:.3f}   plimsoll "
+              f"{ours_recall:.3f}")
+        print(f"  RATIO recall@5 plimsoll / plain loop = {ours_recall / plain_recall:.3f}   "
+              "(target >= 1.000)")
+        if ours_recall < plain_recall:
+            failures.append("recall@5")
+
+        print("\n[eval time] 50 questions on the fine-tuned bundle (encoder already trained)")
+        snapshot = SnapshotBuilder(home / "snapshots", home / "cache", ours.checkpoint,
+                                   ChunkingParams()).build(published)
+        start = time.perf_counter()
+        answerer = Answerer(Encoder(ours.checkpoint), IndexSnapshot(snapshot.path),
+                            load_template(REPO / "prompts" / "answer.md"),
+                            load_template(REPO / "prompts" / "abstain.md"))
+        run = evaluate_answerer("finetuned", answerer, load_evalset(EVALSET).limited(50), 0.0)
+        eval_s = time.perf_counter() - start
+        print(f"  {eval_s:.2f}s for 50 questions (p95 latency "
+              f"{run.metrics['latency_p95_ms']:.1f} ms)")
+        print(f"  RATIO eval time / 60 s budget = {eval_s / 60:.3f}   (target < 1)")
+        if eval_s >= 60:
+            failures.append("eval time")
+    print(f"\nresult: {'all targets met' if not failures else 'MISSED: ' + ', '.join(failures)}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
