@@ -115,6 +115,7 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
         import json
         from pathlib import Path
 
+        from plimsoll.promotion import current_actor
         from plimsoll.provenance import container_image_digest, git_commit
         from plimsoll.training import Pair, TrainingParams, fine_tune, pick_device
 
@@ -129,6 +130,7 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
         tags = {"plimsoll.asset": "finetuned_encoder", "plimsoll.dagster_run_id": context.run_id,
                 "git_commit": git_commit(REPO_ROOT),
                 "container_image_digest": container_image_digest(),
+                "trained_by": current_actor(),
                 "data_manifest_digest": training_pairs["data_manifest_digest"]}
         run = registry.client.create_run(experiment_id, run_name=f"finetune-{context.run_id[:8]}",
                                          tags=tags)
@@ -154,6 +156,7 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
             client.set_terminated(run_id, status="FAILED")
             raise
         client.log_param(run_id, "checkpoint_digest", result.checkpoint.digest)
+        client.log_artifacts(run_id, str(result.checkpoint.path), "checkpoint")
         client.log_metric(run_id, "final_loss", result.losses[-1])
         client.set_terminated(run_id, status="FINISHED")
         value = {"path": str(result.checkpoint.path), "digest": result.checkpoint.digest,

@@ -13,6 +13,7 @@ from plimsoll.evalsets import load_evalset
 from plimsoll.evaluation import evaluate_answerer, evaluate_bm25
 from plimsoll.hashing import sha256_file, sha256_json
 from plimsoll.index_snapshot import IndexSnapshot
+from plimsoll.promotion import current_actor
 from plimsoll.prompts import load_template
 from plimsoll.provenance import container_image_digest
 from plimsoll.registry import Bundle, ModelRegistry, lineage_tags
@@ -94,6 +95,7 @@ def register_candidate(*, registry: ModelRegistry, model_name: str, finetuned: d
         "prompt_template": report["template_ref"],
         "mlflow_run_id": finetuned["mlflow_run_id"],
         "eval_scores": {k: round(v, 6) for k, v in scores.items()},
+        "trained_by": finetuned.get("trained_by", current_actor()),
         "bundle_key": sha256_json([finetuned["digest"], index["snapshot_id"],
                                    report["eval_set_hash"], report["template_ref"],
                                    report["abstain_below"]]),

@@ -17,13 +17,15 @@ def write_report(directory: Path, runs: Sequence[EvalRun], context: dict[str, ob
     """report.json, report.md and report.png in `directory`; the first run is the candidate."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / "report.json", "markdown": directory / "report.md",
-             "plot": directory / "report.png"}
+             "html": directory / "report.html", "plot": directory / "report.png"}
     paths["json"].write_text(json.dumps({
         "context": context,
         "systems": {run.system: run.metrics for run in runs},
         "questions": runs[0].rows,
     }, indent=2, sort_keys=True, default=str))
-    paths["markdown"].write_text(markdown(runs, context))
+    text = markdown(runs, context)
+    paths["markdown"].write_text(text)
+    paths["html"].write_text(html(text))
     plot(runs, paths["plot"])
     return paths
 
@@ -54,6 +56,17 @@ def markdown(runs: Sequence[EvalRun], context: dict[str, object]) -> str:
             lines.append(f"| {row['qid']} | {row['answerable']} | {row['abstained']} | "
                          f"{row['top_doc']} | {row['top_score']} | {', '.join(row['gold'])} |")
     return "\n".join(lines) + "\n"
+
+
+def html(markdown_text: str) -> str:
+    """A standalone HTML page of the report (MLflow's artifact view renders it)."""
+    import mistune
+
+    body = mistune.create_markdown(plugins=["table"])(markdown_text)
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>Eval report</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head>"
+            f"<body>{body}<p><img src='report.png' alt='retrieval metrics'></p></body></html>")
 
 
 def _fmt(metric: str, value: float | None) -> str:

@@ -90,6 +90,11 @@ def test_candidate_end_to_end(setup, home):
     losses = registry.client.get_metric_history(run.info.run_id, "loss")
     assert len(losses) == trained["steps"] >= 1
     assert "eval.recall_at_5" in run.data.metrics and "base.mrr" in run.data.metrics
+    logged = {a.path for a in registry.client.list_artifacts(run.info.run_id, "eval_report")}
+    assert logged == {"eval_report/report.json", "eval_report/report.md",
+                      "eval_report/report.html", "eval_report/report.png"}
+    checkpoint = {a.path for a in registry.client.list_artifacts(run.info.run_id, "checkpoint")}
+    assert "checkpoint/model.safetensors" in checkpoint
 
     from plimsoll.eval_registry import EvalRegistry
 

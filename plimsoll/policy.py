@@ -1,0 +1,88 @@
+"""Promotion policy (policies/slos.yaml): SLOs and gates as code, validated strictly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
+
+from plimsoll.errors import PlimsollError
+from plimsoll.hashing import sha256_file
+
+HIGHER_IS_BETTER = frozenset({"recall@1", "recall@5", "recall@10", "mrr", "ndcg@10",
+                              "grounding_rate", "abstention_accuracy"})
+LOWER_IS_BETTER = frozenset({"latency_p50_ms", "latency_p95_ms", "cost_per_request",
+                             "critical_violations", "soft_violation_rate"})
+KNOWN_METRICS = HIGHER_IS_BETTER | LOWER_IS_BETTER
+Number = StrictFloat | StrictInt
+
+
+class PolicyError(PlimsollError):
+    """The policy file is invalid."""
+
+
+class Safety(BaseModel):
+    """Safety targets."""
+
+    model_config = ConfigDict(extra="forbid")
+    critical_violations: Annotated[StrictInt, Field(ge=0)] = 0
+    soft_violation_rate: Annotated[Number, Field(ge=0, le=1)] = 0.005
+
+
+class Nightly(BaseModel):
+    """When and on what the nightly evals run."""
+
+    model_config = ConfigDict(extra="forbid")
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+    evalset: str = "evalsets/python_docs_nightly.jsonl"
+
+
+class Policy(BaseModel):
+    """One page of SLOs and promotion gates."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: StrictInt
+    model: str
+    minimum: dict[str, Number] = Field(default_factory=dict)
+    maximum: dict[str, Number] = Field(default_factory=dict)
+    safety: Safety = Field(default_factory=Safety)
+    max_regression: dict[str, Number] = Field(default_factory=dict)
+    allow_unmeasured: list[str] = Field(default_factory=list)
+    nightly: Nightly = Field(default_factory=Nightly)
+
+    path: Path | None = Field(default=None, exclude=True)
+    digest: str = Field(default="", exclude=True)
+
+
+def load_policy(path: Path) -> Policy:
+    """Read policies/slos.yaml; unknown metrics and wrong types name the field and the fix."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PolicyError("policy file not found", file=path,
+                          fix="create policies/slos.yaml (see README, Promotion)") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"not valid YAML ({exc})", file=path, fix="fix the syntax") from None
+    try:
+        policy = Policy.model_validate(raw or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise PolicyError(first["msg"], file=path, field=field,
+                          fix="thresholds are numbers (e.g. 0.85), counts are integers; "
+                          "remove unknown keys") from None
+    for section in ("minimum", "maximum", "max_regression"):
+        for metric in getattr(policy, section):
+            if metric not in KNOWN_METRICS:
+                raise PolicyError(f"unknown metric '{metric}'", file=path,
+                                  field=f"{section}.{metric}",
+                                  fix=f"use one of: {', '.join(sorted(KNOWN_METRICS))}")
+    for metric in policy.allow_unmeasured:
+        if metric not in KNOWN_METRICS:
+            raise PolicyError(f"unknown metric '{metric}'", file=path, field="allow_unmeasured",
+                              fix=f"use one of: {', '.join(sorted(KNOWN_METRICS))}")
+    return policy.model_copy(update={"path": path, "digest": sha256_file(path)})
