@@ -13,6 +13,9 @@ from assets.training import build_training_assets
 from platform_defs.k8s import gpu_step_op_tags
 from platform_defs.profiles import active_profile, resources_for
 from plimsoll.manifests import slice_names
+from plimsoll.policy import load_policy
+from sensors.promotion import approval_sensor, promotion_gate_sensor
+from sensors.rollback import rollback_job
 
 
 @dg.definitions
@@ -20,6 +23,7 @@ def defs() -> dg.Definitions:
     """Build the code location for the active profile (read now, not at import)."""
     profile = active_profile()
     resources = resources_for(profile)
+    load_policy(Path(resources["promotion"].policy_path))  # an invalid policy fails load
     names = slice_names(Path(resources["manifests"].directory))
     dataset_slice = build_dataset_slice(names)
     embeddings_index = build_embeddings_index(names)
@@ -36,7 +40,9 @@ def defs() -> dg.Definitions:
                 "candidate_job",
                 selection=dg.AssetSelection.assets(*training, *candidate),
                 description="Pairs → fine-tune → candidate index → eval → registered version."),
+            rollback_job,
         ],
+        sensors=[promotion_gate_sensor, approval_sensor],
         resources=resources,
         executor=_prod_executor() if profile == "prod" else None,
         metadata={"profile": profile},

@@ -11,6 +11,7 @@ from platform_defs.resources import (
     EvalRegistryStore,
     MlflowStore,
     PlimsollHome,
+    PromotionSettings,
     SliceStorage,
 )
 from plimsoll.errors import PlimsollError
@@ -18,6 +19,11 @@ from plimsoll.home import HomeLayout, resolve_home
 
 PROFILES = ("local", "prod")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def policy_path() -> str:
+    """$PLIMSOLL_POLICY, default policies/slos.yaml of this repository."""
+    return os.environ.get("PLIMSOLL_POLICY", str(REPO_ROOT / "policies" / "slos.yaml"))
 
 
 def active_profile() -> str:
@@ -54,7 +60,10 @@ def _local() -> dict[str, object]:
                 tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", layout.mlflow_tracking_uri),
                 artifact_root=str(layout.mlflow / "artifacts")),
             "eval_registry": EvalRegistryStore(
-                url=os.environ.get("PLIMSOLL_EVAL_REGISTRY_URL", layout.eval_registry_url))}
+                url=os.environ.get("PLIMSOLL_EVAL_REGISTRY_URL", layout.eval_registry_url)),
+            "promotion": PromotionSettings(
+                policy_path=policy_path(),
+                ledger_url=os.environ.get("PLIMSOLL_LEDGER_URL", layout.ledger_url))}
 
 
 PG_SCHEME = "postgresql+psycopg2://"
@@ -98,4 +107,8 @@ def _prod() -> dict[str, object]:
             "slice_storage": SliceStorage(workspace=str(layout.dvc_workspace),
                                           remote_url=remote),
             "mlflow": MlflowStore(tracking_uri=os.environ["MLFLOW_TRACKING_URI"]),
-            "eval_registry": EvalRegistryStore(url=os.environ["PLIMSOLL_EVAL_REGISTRY_URL"])}
+            "eval_registry": EvalRegistryStore(url=os.environ["PLIMSOLL_EVAL_REGISTRY_URL"]),
+            "promotion": PromotionSettings(
+                policy_path=policy_path(),
+                ledger_url=os.environ.get("PLIMSOLL_LEDGER_URL",
+                                          os.environ["PLIMSOLL_EVAL_REGISTRY_URL"]))}

@@ -87,3 +87,22 @@ class EvalRegistryStore(dg.ConfigurableResource):
         from plimsoll.eval_registry import EvalRegistry
 
         return EvalRegistry(self.url)
+
+
+class PromotionSettings(dg.ConfigurableResource):
+    """Where the promotion policy and the promotion ledger live."""
+
+    policy_path: str = Field(description="policies/slos.yaml of this deployment.")
+    ledger_url: str = Field(description="SQLAlchemy URL of the promotion ledger (SQLite "
+                            "locally, PostgreSQL in prod).")
+
+    def promoter(self, mlflow: "MlflowStore"):  # -> plimsoll.promotion.Promoter
+        """The promotion workflow for the configured model."""
+        from pathlib import Path
+
+        from plimsoll.ledger import PromotionLedger
+        from plimsoll.policy import load_policy
+        from plimsoll.promotion import Promoter
+
+        return Promoter(mlflow.registry(), PromotionLedger(self.ledger_url),
+                        load_policy(Path(self.policy_path)), mlflow.model_name)

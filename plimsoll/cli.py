@@ -57,6 +57,35 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the "
                         "embedded store under PLIMSOLL_HOME)")
+
+    history = commands.add_parser("history", help="print the promotion ledger",
+                                  description="Every move of the champion alias, oldest first.")
+    history.add_argument("--model", default=DEFAULT_MODEL_NAME)
+    history.add_argument("--json", action="store_true", help="print JSON lines")
+
+    rollback = commands.add_parser(
+        "rollback", help="move champion back to the previous (or a given) version",
+        description="Moves the `champion` alias back along the promotion ledger; weights, "
+        "index snapshot and prompt template revert together because the version is the "
+        "whole bundle. The rollback is itself a ledger entry.")
+    rollback.add_argument("--to", dest="to_version", default=None,
+                          help="an earlier champion (default: the one the current replaced)")
+    rollback.add_argument("--reason", default="manual rollback", help="ledger reason")
+    rollback.add_argument("--model", default=DEFAULT_MODEL_NAME)
+
+    review = commands.add_parser(
+        "review", help="record a reviewer decision (same as the tags in the MLflow UI)",
+        description="Sets the tags `approval` and `approval.by` on a version, exactly as a "
+        "reviewer does in the MLflow UI; the approval sensor acts on it.")
+    review.add_argument("version")
+    review.add_argument("decision", choices=["approved", "rejected"])
+    review.add_argument("--by", required=True, help="the reviewer (must not be the trainer)")
+    review.add_argument("--model", default=DEFAULT_MODEL_NAME)
+    for sub in (verify, history, rollback, review):
+        if sub is not verify:
+            sub.add_argument("--tracking-uri", default=None,
+                             help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the "
+                             "embedded store)")
     return parser
 
 
@@ -69,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             return _pin(args, layout)
         if args.command == "verify":
             return _verify(args, layout)
+        if args.command in ("history", "rollback", "review"):
+            return _promotion(args, layout)
         return _query(args, layout)
     except PlimsollError as exc:
         print(f"plimsoll: {exc.describe()}", file=sys.stderr)
@@ -137,6 +168,46 @@ def _verify(args: argparse.Namespace, layout: HomeLayout) -> int:
     for problem in result.problems:
         print(f"  - {problem}")
     return 1
+
+
+def _promotion(args: argparse.Namespace, layout: HomeLayout) -> int:
+    import time
+
+    from plimsoll.ledger import PromotionLedger
+    from plimsoll.policy import load_policy
+    from plimsoll.promotion import APPROVAL, APPROVED_BY, Promoter, current_actor
+    from plimsoll.registry import ModelRegistry
+
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or layout.mlflow_tracking_uri
+    ledger = PromotionLedger(os.environ.get("PLIMSOLL_LEDGER_URL", layout.ledger_url))
+    if args.command == "history":
+        entries = ledger.entries(args.model)
+        if not entries:
+            print(f"no promotions of {args.model} yet")
+        for e in entries:
+            if args.json:
+                print(json.dumps({"id": e.entry_id, "at": e.at.isoformat(), "model": e.model,
+                                  "from": e.from_version, "to": e.to_version,
+                                  "action": e.action, "actor": e.actor, "reason": e.reason,
+                                  "lineage_digest": e.lineage_digest}))
+            else:
+                print(f"{e.entry_id:>4}  {e.at:%Y-%m-%d %H:%M:%S}  {e.action:<8} "
+                      f"v{e.from_version or '-'} → v{e.to_version}  by {e.actor}: {e.reason}")
+        return 0
+    registry = ModelRegistry(uri)
+    if args.command == "review":
+        registry.set_tag(args.model, args.version, APPROVAL, args.decision)
+        registry.set_tag(args.model, args.version, APPROVED_BY, args.by)
+        print(f"{args.model} v{args.version}: approval={args.decision} by {args.by}; the "
+              "approval sensor acts on it at its next tick")
+        return 0
+    policy_file = Path(os.environ.get("PLIMSOLL_POLICY", "policies/slos.yaml"))
+    promoter = Promoter(registry, ledger, load_policy(policy_file), args.model)
+    start = time.perf_counter()
+    entry = promoter.rollback(args.to_version, actor=current_actor(), reason=args.reason)
+    print(f"champion of {args.model}: v{entry.from_version} → v{entry.to_version} "
+          f"({time.perf_counter() - start:.2f}s; ledger entry {entry.entry_id})")
+    return 0
 
 
 def _query(args: argparse.Namespace, layout: HomeLayout) -> int:

@@ -80,3 +80,8 @@ class HomeLayout:
     def eval_registry_url(self) -> str:
         """SQLite URL of the local eval registry."""
         return f"sqlite:///{self.root / 'eval_registry.sqlite'}"
+
+    @property
+    def ledger_url(self) -> str:
+        """SQLite URL of the local promotion ledger."""
+        return f"sqlite:///{self.root / 'promotion_ledger.sqlite'}"

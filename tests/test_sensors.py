@@ -1,0 +1,112 @@
+"""Promote → approve → rollback through the Dagster sensors and job, on the embedded stores."""
+
+import json
+
+import dagster as dg
+import pytest
+from conftest import write_manifest
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUESTIONS = [
+    {"qid": "t1", "question": "How do I go back to the previous model version?",
+     "answerable": True, "gold_doc_ids": ["doc-0"], "answer_hint": ""},
+    {"qid": "t2", "question": "How can I remove the common indentation of a block of text?",
+     "answerable": True, "gold_doc_ids": ["stdlib:textwrap.dedent"], "answer_hint": ""},
+    {"qid": "t3", "question": "What is a good recipe for banana bread?",
+     "answerable": False, "gold_doc_ids": [], "answer_hint": ""},
+]
+LENIENT = """version: 1
+model: plimsoll-docs-assistant
+minimum: {recall@5: 0.1}
+maximum: {latency_p95_ms: 5000.0}
+max_regression: {recall@5: 0.5}
+allow_unmeasured: [critical_violations, soft_violation_rate]
+"""
+
+
+@pytest.fixture
+def world(home, manifests, tmp_path, monkeypatch):
+    write_manifest(manifests, "std", source={"kind": "stdlib_docstrings",
+                                             "modules": ["textwrap", "shlex"]})
+    evalset = tmp_path / "eval.jsonl"
+    evalset.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    policy = tmp_path / "slos.yaml"
+    policy.write_text(LENIENT)
+    monkeypatch.setenv("PLIMSOLL_POLICY", str(policy))
+    monkeypatch.setenv("PLIMSOLL_ACTOR", "trainer-tess")
+    from platform_defs.definitions import defs
+
+    definitions = defs()
+    with dg.instance_for_test() as instance:
+        for name in ("faq", "notes", "std"):
+            definitions.resolve_job_def("dataset_slices_job").execute_in_process(
+                partition_key=name, instance=instance, run_config=QUIET)
+        definitions.resolve_job_def("embeddings_index_job").execute_in_process(
+            instance=instance, run_config=QUIET)
+        yield definitions, instance, evalset
+
+
+def register_candidate(definitions, instance, evalset, seed):
+    result = definitions.resolve_job_def("candidate_job").execute_in_process(
+        instance=instance, run_config={**QUIET, "ops": {
+            "training_pairs": {"config": {"training_slices": ["std"]}},
+            "finetuned_encoder": {"config": {"batch_size": 4, "frozen_layers": 5,
+                                             "seed": seed}},
+            "eval_report": {"config": {"evalset": str(evalset)}}}})
+    (materialization,) = result.asset_materializations_for_node("candidate_model")
+    return str(materialization.metadata["version"].value)
+
+
+def tick(definitions, instance, name, cursor=None):
+    sensor = definitions.resolve_sensor_def(name)
+    with dg.build_sensor_context(instance=instance, cursor=cursor,
+                                 resources=definitions.resources) as context:
+        return sensor(context)
+
+
+def test_gate_approve_promote_and_rollback(world):
+    from plimsoll.cli import main
+
+    definitions, instance, evalset = world
+    promoter = definitions.resources["promotion"].promoter(definitions.resources["mlflow"])
+    first = register_candidate(definitions, instance, evalset, seed=1)
+
+    gate = tick(definitions, instance, "promotion_gate_sensor")
+    (observation,) = gate.asset_events
+    assert observation.metadata["gate_verdict"].value == "pass"
+    assert "| minimum | recall@5 |" in observation.metadata["gates"].value
+    assert promoter.alias("challenger") == first
+    again = tick(definitions, instance, "promotion_gate_sensor", cursor=gate.cursor)
+    assert again.skip_reason is not None  # cursor: the same candidate is not gated twice
+
+    assert main(["review", first, "approved", "--by", "reviewer-rita"]) == 0
+    approval = tick(definitions, instance, "approval_sensor")
+    assert approval.asset_events[0].metadata["promotion"].value == "promoted"
+    assert promoter.alias("champion") == first
+    assert tick(definitions, instance, "approval_sensor").skip_reason is not None
+
+    second = register_candidate(definitions, instance, evalset, seed=2)
+    tick(definitions, instance, "promotion_gate_sensor", cursor=gate.cursor)
+    assert main(["review", second, "approved", "--by", "trainer-tess"]) == 0  # self-approval
+    refused = tick(definitions, instance, "approval_sensor")
+    assert refused.asset_events[0].metadata["promotion"].value == "refused"
+    assert "self-approval" in refused.asset_events[0].metadata["reason"].value
+    assert promoter.alias("champion") == first
+
+    third = register_candidate(definitions, instance, evalset, seed=3)
+    tick(definitions, instance, "promotion_gate_sensor", cursor=gate.cursor)
+    main(["review", third, "approved", "--by", "reviewer-rita"])
+    tick(definitions, instance, "approval_sensor")
+    assert promoter.alias("champion") == third
+
+    rolled = definitions.resolve_job_def("rollback_job").execute_in_process(
+        instance=instance, run_config={**QUIET, "ops": {"rollback_champion": {"config": {
+            "reason": "p95 regression"}}}})
+    assert rolled.success
+    assert promoter.alias("champion") == first and promoter.alias("previous-champion") == third
+    actions = [(e.action, e.from_version, e.to_version) for e in promoter.ledger.entries()]
+    assert actions == [("promote", None, first), ("promote", first, third),
+                       ("rollback", third, first)]
+
+    assert main(["rollback"]) == 2  # first was the first champion: nothing to go back to
+    assert promoter.alias("champion") == first
