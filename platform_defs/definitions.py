@@ -9,6 +9,7 @@ import dagster as dg
 from assets.candidate import build_candidate_assets
 from assets.dataset_slices import build_dataset_slice
 from assets.embeddings_index import build_embeddings_index
+from assets.nightly import nightly_eval, nightly_eval_job, nightly_schedule
 from assets.training import build_training_assets
 from platform_defs.k8s import gpu_step_op_tags
 from platform_defs.profiles import active_profile, resources_for
@@ -23,14 +24,14 @@ def defs() -> dg.Definitions:
     """Build the code location for the active profile (read now, not at import)."""
     profile = active_profile()
     resources = resources_for(profile)
-    load_policy(Path(resources["promotion"].policy_path))  # an invalid policy fails load
+    policy = load_policy(Path(resources["promotion"].policy_path))  # invalid: load fails
     names = slice_names(Path(resources["manifests"].directory))
     dataset_slice = build_dataset_slice(names)
     embeddings_index = build_embeddings_index(names)
     training = build_training_assets(names, gpu_step_op_tags() if profile == "prod" else None)
     candidate = build_candidate_assets(names)
     return dg.Definitions(
-        assets=[dataset_slice, embeddings_index, *training, *candidate],
+        assets=[dataset_slice, embeddings_index, *training, *candidate, nightly_eval],
         jobs=[
             dg.define_asset_job("dataset_slices_job", selection=[dataset_slice.key],
                                 description="Load, check and publish one dataset slice."),
@@ -41,7 +42,9 @@ def defs() -> dg.Definitions:
                 selection=dg.AssetSelection.assets(*training, *candidate),
                 description="Pairs → fine-tune → candidate index → eval → registered version."),
             rollback_job,
+            nightly_eval_job,
         ],
+        schedules=[nightly_schedule(policy.nightly.cron, policy.nightly.timezone)],
         sensors=[promotion_gate_sensor, approval_sensor],
         resources=resources,
         executor=_prod_executor() if profile == "prod" else None,

@@ -20,17 +20,22 @@ def test_definitions_snapshot(home, monkeypatch):
     graph = definitions.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
         "dataset_slice", "embeddings_index", "training_pairs", "finetuned_encoder",
-        "candidate_index", "eval_report", "candidate_model"}
-    checks = {key.name for key in graph.asset_check_keys}
-    assert checks == {"schema_and_types", "text_not_null", "ids_unique",
-                      "text_length_bounds", "classification_allowed", "min_row_count"}
-    assert all(graph.get_check_spec(key).blocking for key in graph.asset_check_keys)
+        "candidate_index", "eval_report", "candidate_model", "nightly_eval"}
+    slice_checks = {key.name for key in graph.asset_check_keys
+                    if key.asset_key.to_user_string() == "dataset_slice"}
+    assert slice_checks == {"schema_and_types", "text_not_null", "ids_unique",
+                            "text_length_bounds", "classification_allowed", "min_row_count"}
+    assert all(graph.get_check_spec(key).blocking for key in graph.asset_check_keys
+               if key.name in slice_checks)
+    assert {key.name for key in graph.asset_check_keys} - slice_checks == {"no_regression"}
     slices = definitions.get_assets_def("dataset_slice")
     assert slices.partitions_def.get_partition_keys() == [
         "example_faq", "python_help_topics", "stdlib_docstrings"]
-    assert {job.name for job in definitions.jobs} == {"dataset_slices_job",
-                                                      "embeddings_index_job", "candidate_job"}
-    assert list(definitions.sensors or []) == [] and list(definitions.schedules or []) == []
+    assert {job.name for job in definitions.jobs} == {
+        "dataset_slices_job", "embeddings_index_job", "candidate_job", "rollback_job",
+        "nightly_eval_job"}
+    assert [s.name for s in definitions.sensors] == ["promotion_gate_sensor", "approval_sensor"]
+    assert [s.name for s in definitions.schedules] == ["nightly_eval_schedule"]
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.group_name in {"datasets", "retrieval", "training", "evaluation"}
@@ -103,3 +108,13 @@ def test_prod_instance_config_is_valid_dagster_config():
     config, _ = dagster_instance_config(str(REPO_ROOT / "platform_defs" / "instance" / "prod"))
     assert config["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_PG_URL"}
     assert config["run_launcher"]["class"] == "K8sRunLauncher"
+
+
+def test_invalid_policy_fails_definitions_load(home, tmp_path, monkeypatch):
+    from plimsoll.policy import PolicyError
+
+    bad = tmp_path / "slos.yaml"
+    bad.write_text("version: 1\nmodel: m\nminimum: {recall@50: 0.9}\n")
+    monkeypatch.setenv("PLIMSOLL_POLICY", str(bad))
+    with pytest.raises(PolicyError, match="unknown metric 'recall@50'"):
+        _load()

@@ -31,7 +31,7 @@ def world(home, manifests, tmp_path, monkeypatch):
     evalset = tmp_path / "eval.jsonl"
     evalset.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
     policy = tmp_path / "slos.yaml"
-    policy.write_text(LENIENT)
+    policy.write_text(LENIENT + f"nightly: {{evalset: {evalset}}}\n")
     monkeypatch.setenv("PLIMSOLL_POLICY", str(policy))
     monkeypatch.setenv("PLIMSOLL_ACTOR", "trainer-tess")
     from platform_defs.definitions import defs
@@ -110,3 +110,46 @@ def test_gate_approve_promote_and_rollback(world):
 
     assert main(["rollback"]) == 2  # first was the first champion: nothing to go back to
     assert promoter.alias("champion") == first
+
+
+def test_nightly_eval_flags_regressions_as_a_failed_check(world, home):
+    from plimsoll.eval_registry import EvalRegistry
+    from plimsoll.home import HomeLayout
+
+    definitions, instance, evalset = world
+    schedule = definitions.resolve_schedule_def("nightly_eval_schedule")
+    assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
+
+    promoter = definitions.resources["promotion"].promoter(definitions.resources["mlflow"])
+    version = register_candidate(definitions, instance, evalset, seed=1)
+    tick(definitions, instance, "promotion_gate_sensor")
+    promoter.registry.set_tag(promoter.model, version, "approval", "approved")
+    promoter.registry.set_tag(promoter.model, version, "approval.by", "reviewer-rita")
+    tick(definitions, instance, "approval_sensor")
+    assert promoter.alias("champion") == version
+
+    job = definitions.resolve_job_def("nightly_eval_job")
+    first = job.execute_in_process(instance=instance, run_config=QUIET)
+    (check,) = first.get_asset_check_evaluations()
+    assert check.passed  # first night: the baseline
+    scores = first.asset_materializations_for_node("nightly_eval")[0].metadata["scores"].value
+    assert 0 <= scores["champion"]["recall@5"] <= 1
+
+    # Last night answered in 1 µs at p95 and the policy allows +1 ms: tonight regressed.
+    policy_file = promoter.policy.path
+    policy_file.write_text(policy_file.read_text().replace(
+        "max_regression: {recall@5: 0.5}", "max_regression: {recall@5: 0.5, latency_p95_ms: 1.0}"))
+    registry = EvalRegistry(HomeLayout(home).eval_registry_url)
+    rows = [r for r in registry.results(f"models:/{promoter.model}/{version}")
+            if r["system"] == "nightly"]
+    nightly_hash = rows[-1]["eval_set_hash"]
+    registry.record(commit_sha="earlier", model_ref=f"models:/{promoter.model}/{version}",
+                    eval_set_hash=nightly_hash, seed=42, system="nightly",
+                    metrics={**rows[-1]["metrics"], "latency_p95_ms": 0.001})
+    second = job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+    (check,) = second.get_asset_check_evaluations()
+    assert not check.passed
+    (regression,) = check.metadata["regressions"].value
+    assert regression["metric"] == "latency_p95_ms" and regression["old"] == 0.001
+    assert regression["new"] > 1.001 and regression["against"] == "last night"
+    assert "ALERT" in check.description

@@ -1,0 +1,101 @@
+"""Nightly evals: the full eval set on champion and challenger, compared with last night."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from plimsoll.answerer import Answerer
+from plimsoll.encoder import Encoder, EncoderDirectory
+from plimsoll.eval_registry import EvalRegistry
+from plimsoll.evalsets import load_evalset
+from plimsoll.evaluation import evaluate_answerer
+from plimsoll.index_snapshot import IndexSnapshot
+from plimsoll.policy import HIGHER_IS_BETTER, Policy
+from plimsoll.promotion import CHALLENGER, CHAMPION, Promoter
+from plimsoll.prompts import load_template
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A metric that got worse than the policy allows."""
+
+    model_ref: str
+    metric: str
+    old: float
+    new: float
+    allowed: float
+    against: str
+
+    @property
+    def alert(self) -> str:
+        """The alert line."""
+        return (f"ALERT {self.model_ref}: {self.metric} {self.old:.4f} → {self.new:.4f} "
+                f"(allowed drop {self.allowed}) vs {self.against}")
+
+
+@dataclass
+class NightlyResult:
+    """Scores per alias and every regression found."""
+
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    regressions: list[Regression] = field(default_factory=list)
+
+
+def _regressed(policy: Policy, metric: str, old: float, new: float) -> bool:
+    allowed = policy.max_regression[metric]
+    return new < old - allowed if metric in HIGHER_IS_BETTER else new > old + allowed
+
+
+def run_nightly(promoter: Promoter, evalset_path: Path, eval_registry: EvalRegistry,
+                commit_sha: str, seed: int, cost_per_cpu_second: float) -> NightlyResult:
+    """Evaluate champion and challenger bundles straight from the registry."""
+    import mlflow.artifacts
+
+    evalset = load_evalset(evalset_path)
+    result = NightlyResult()
+    for alias in (CHAMPION, CHALLENGER):
+        version = promoter.alias(alias)
+        if version is None:
+            continue
+        source = promoter.client.get_model_version(promoter.model, version).source
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=tmp, tracking_uri=promoter.registry.tracking_uri))
+            artifacts = local / "artifacts"
+            snapshot_dir = next(p for p in artifacts.iterdir()
+                                if (p / "manifest.json").is_file())
+            encoder_dir = next(p for p in artifacts.iterdir() if (p / "config.json").is_file())
+            snapshot = IndexSnapshot(snapshot_dir)
+            evalset.check_doc_ids(snapshot.chunks["doc_id"])
+            answerer = Answerer(Encoder(EncoderDirectory.open(encoder_dir)), snapshot,
+                                load_template(artifacts / "answer.md"),
+                                load_template(artifacts / "abstain.md"))
+            scores = evaluate_answerer(alias, answerer, evalset, cost_per_cpu_second).metrics
+        model_ref = f"models:/{promoter.model}/{version}"
+        previous = [r for r in eval_registry.results(model_ref)
+                    if r["eval_set_hash"] == evalset.content_hash and r["system"] == "nightly"]
+        if previous:
+            for metric in promoter.policy.max_regression:
+                old, new = previous[-1]["metrics"].get(metric), scores.get(metric)
+                if old is not None and new is not None and _regressed(
+                        promoter.policy, metric, old, new):
+                    result.regressions.append(Regression(
+                        model_ref, metric, old, new, promoter.policy.max_regression[metric],
+                        "last night"))
+        eval_registry.record(commit_sha=commit_sha, model_ref=model_ref,
+                             eval_set_hash=evalset.content_hash, seed=seed, system="nightly",
+                             metrics=scores)
+        result.scores[alias], result.versions[alias] = scores, version
+    if CHAMPION in result.scores and CHALLENGER in result.scores:
+        for metric in promoter.policy.max_regression:
+            old = result.scores[CHAMPION].get(metric)
+            new = result.scores[CHALLENGER].get(metric)
+            if old is not None and new is not None and _regressed(promoter.policy, metric,
+                                                                  old, new):
+                result.regressions.append(Regression(
+                    f"models:/{promoter.model}/{result.versions[CHALLENGER]}", metric, old, new,
+                    promoter.policy.max_regression[metric], "the champion"))
+    return result
