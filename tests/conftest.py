@@ -108,8 +108,8 @@ def postgres_available() -> bool:
 
 
 @pytest.fixture
-def postgres_url():
-    """A fresh PostgreSQL database on the machine's server; skipped only outside CI."""
+def make_postgres_db():
+    """Creates fresh PostgreSQL databases; skipped only outside CI when the server is absent."""
     if not postgres_available():
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT}, and CI must run "
@@ -119,12 +119,71 @@ def postgres_url():
 
     import psycopg2
 
-    name = f"plimsoll_test_{uuid.uuid4().hex[:8]}"
     admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user="postgres", dbname="postgres")
     admin.autocommit = True
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    created = []
+
+    def create() -> str:
+        name = f"plimsoll_test_{uuid.uuid4().hex[:8]}"
+        admin.cursor().execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return f"postgresql+psycopg2://postgres@{PG_HOST}:{PG_PORT}/{name}"
+
     try:
-        yield f"postgresql+psycopg2://postgres@{PG_HOST}:{PG_PORT}/{name}"
+        yield create
     finally:
-        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in created:
+            admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture
+def postgres_url(make_postgres_db):
+    """One fresh PostgreSQL database."""
+    return make_postgres_db()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(make_postgres_db, tmp_path):
+    """A real `mlflow server` with a PostgreSQL backend store, serving artifacts over HTTP."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    log = (tmp_path / "mlflow-server.log").open("w")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server",
+         "--backend-store-uri", make_postgres_db(),
+         "--artifacts-destination", str(tmp_path / "mlflow-artifacts"),
+         "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mlflow server did not start:\n" +
+                                   (tmp_path / "mlflow-server.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()

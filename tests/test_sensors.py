@@ -24,8 +24,19 @@ allow_unmeasured: [critical_violations, soft_violation_rate]
 """
 
 
+@pytest.fixture(params=["embedded", "postgres"])
+def setup_kind(request):
+    """embedded: SQLite everywhere. postgres: `mlflow server` on PostgreSQL, Dagster storage,
+    ledger and eval registry on PostgreSQL — the production shape."""
+    if request.param == "embedded":
+        return {}
+    make_db = request.getfixturevalue("make_postgres_db")
+    return {"dagster_url": make_db(), "platform_url": make_db(),
+            "mlflow_url": request.getfixturevalue("mlflow_server")}
+
+
 @pytest.fixture
-def world(home, manifests, tmp_path, monkeypatch):
+def world(home, manifests, tmp_path, monkeypatch, setup_kind):
     write_manifest(manifests, "std", source={"kind": "stdlib_docstrings",
                                              "modules": ["textwrap", "shlex"]})
     evalset = tmp_path / "eval.jsonl"
@@ -34,10 +45,16 @@ def world(home, manifests, tmp_path, monkeypatch):
     policy.write_text(LENIENT + f"nightly: {{evalset: {evalset}}}\n")
     monkeypatch.setenv("PLIMSOLL_POLICY", str(policy))
     monkeypatch.setenv("PLIMSOLL_ACTOR", "trainer-tess")
+    overrides = None
+    if setup_kind:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", setup_kind["mlflow_url"])
+        monkeypatch.setenv("PLIMSOLL_LEDGER_URL", setup_kind["platform_url"])
+        monkeypatch.setenv("PLIMSOLL_EVAL_REGISTRY_URL", setup_kind["platform_url"])
+        overrides = {"storage": {"postgres": {"postgres_url": setup_kind["dagster_url"]}}}
     from platform_defs.definitions import defs
 
     definitions = defs()
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(overrides=overrides) as instance:
         for name in ("faq", "notes", "std"):
             definitions.resolve_job_def("dataset_slices_job").execute_in_process(
                 partition_key=name, instance=instance, run_config=QUIET)
@@ -114,7 +131,6 @@ def test_gate_approve_promote_and_rollback(world):
 
 def test_nightly_eval_flags_regressions_as_a_failed_check(world, home):
     from plimsoll.eval_registry import EvalRegistry
-    from plimsoll.home import HomeLayout
 
     definitions, instance, evalset = world
     schedule = definitions.resolve_schedule_def("nightly_eval_schedule")
@@ -139,7 +155,7 @@ def test_nightly_eval_flags_regressions_as_a_failed_check(world, home):
     policy_file = promoter.policy.path
     policy_file.write_text(policy_file.read_text().replace(
         "max_regression: {recall@5: 0.5}", "max_regression: {recall@5: 0.5, latency_p95_ms: 1.0}"))
-    registry = EvalRegistry(HomeLayout(home).eval_registry_url)
+    registry = EvalRegistry(definitions.resources["eval_registry"].url)
     rows = [r for r in registry.results(f"models:/{promoter.model}/{version}")
             if r["system"] == "nightly"]
     nightly_hash = rows[-1]["eval_set_hash"]
