@@ -194,19 +194,24 @@ def _promotion(args: argparse.Namespace, layout: HomeLayout) -> int:
                 print(f"{e.entry_id:>4}  {e.at:%Y-%m-%d %H:%M:%S}  {e.action:<8} "
                       f"v{e.from_version or '-'} → v{e.to_version}  by {e.actor}: {e.reason}")
         return 0
+    if args.command == "rollback":
+        from plimsoll.alias_store import fast_aliases
+
+        # The 3 a.m. lever: no MLflow import (1.4 s here); the fast path speaks its API/SQL.
+        policy_file = Path(os.environ.get("PLIMSOLL_POLICY", "policies/slos.yaml"))
+        promoter = Promoter(None, ledger, load_policy(policy_file), args.model,
+                            aliases=fast_aliases(uri))
+        start = time.perf_counter()
+        entry = promoter.rollback(args.to_version, actor=current_actor(), reason=args.reason)
+        print(f"champion of {args.model}: v{entry.from_version} → v{entry.to_version} "
+              f"({time.perf_counter() - start:.2f}s; ledger entry {entry.entry_id})")
+        return 0
     registry = ModelRegistry(uri)
     if args.command == "review":
         registry.set_tag(args.model, args.version, APPROVAL, args.decision)
         registry.set_tag(args.model, args.version, APPROVED_BY, args.by)
         print(f"{args.model} v{args.version}: approval={args.decision} by {args.by}; the "
               "approval sensor acts on it at its next tick")
-        return 0
-    policy_file = Path(os.environ.get("PLIMSOLL_POLICY", "policies/slos.yaml"))
-    promoter = Promoter(registry, ledger, load_policy(policy_file), args.model)
-    start = time.perf_counter()
-    entry = promoter.rollback(args.to_version, actor=current_actor(), reason=args.reason)
-    print(f"champion of {args.model}: v{entry.from_version} → v{entry.to_version} "
-          f"({time.perf_counter() - start:.2f}s; ledger entry {entry.entry_id})")
     return 0
 
 

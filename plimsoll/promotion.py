@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 
+from plimsoll.alias_store import AliasBackend, MlflowAliases
 from plimsoll.errors import PlimsollError
 from plimsoll.gate import Verdict, evaluate_gates
 from plimsoll.ledger import LedgerEntry, PromotionLedger
@@ -45,10 +46,11 @@ def current_actor() -> str:
 class Promoter:
     """The promotion workflow for one registered model."""
 
-    def __init__(self, registry: ModelRegistry, ledger: PromotionLedger, policy: Policy,
-                 model_name: str | None = None) -> None:
+    def __init__(self, registry: ModelRegistry | None, ledger: PromotionLedger, policy: Policy,
+                 model_name: str | None = None, aliases: AliasBackend | None = None) -> None:
         self.registry = registry
-        self.client = registry.client
+        self.client = registry.client if registry is not None else None
+        self.aliases = aliases or MlflowAliases(registry)
         self.ledger = ledger
         self.policy = policy
         self.model = model_name or policy.model
@@ -59,13 +61,7 @@ class Promoter:
 
     def alias(self, alias: str) -> str | None:
         """The version an alias points at, or None."""
-        try:
-            return str(self.client.get_model_version_by_alias(self.model, alias).version)
-        except Exception as exc:
-            if "not found" in str(exc).lower() or "does not exist" in str(exc).lower() or \
-                    "alias" in str(exc).lower():
-                return None
-            raise
+        return self.aliases.get(self.model, alias)
 
     def scores(self, version: str) -> dict[str, float]:
         """The eval scores recorded in a version's lineage."""
@@ -176,10 +172,8 @@ class Promoter:
             return last  # a retry of a move that already completed
         source = current if current != version else self.alias(PREVIOUS)
         if current is not None and current != version:
-            self.registry._guard(self.client.set_registered_model_alias, self.model,
-                                 PREVIOUS, current)
-        self.registry._guard(self.client.set_registered_model_alias, self.model, CHAMPION,
-                             version)
+            self.aliases.set(self.model, PREVIOUS, current)
+        self.aliases.set(self.model, CHAMPION, version)
         return self.ledger.append(model=self.model, from_version=source, to_version=version,
                                   action=action, actor=actor, reason=reason,
                                   lineage_digest=digest)
@@ -211,7 +205,7 @@ class Promoter:
                 raise PromotionError(f"version {target} has never been champion",
                                      field="--to", fix="roll back only to a version listed "
                                      "by `plimsoll history`")
-        tags = self._version(target).tags
+        tags = self.aliases.version_tags(self.model, target)
         if tags.get(DIGEST_TAG) != lineage_digest(tags):
             raise PromotionError(f"version {target}'s lineage tags were edited", field="--to",
                                  fix=f"run `plimsoll verify {target}`; pick another version")

@@ -127,6 +127,10 @@ def test_gate_approve_promote_and_rollback(world):
 
     assert main(["rollback"]) == 2  # first was the first champion: nothing to go back to
     assert promoter.alias("champion") == first
+    # The CLI's fast path (REST for the server, SQL for the embedded store), read back by MLflow.
+    assert main(["rollback", "--to", third, "--reason", "on-call test"]) == 0
+    assert promoter.alias("champion") == third and promoter.alias("previous-champion") == first
+    assert promoter.ledger.entries()[-1].reason == "on-call test"
 
 
 def test_nightly_eval_flags_regressions_as_a_failed_check(world, home):
