@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-slow lint ui mlflow-ui bench pin clean
+.PHONY: install demo test test-slow lint ui mlflow-ui bench pin clean k8s-tools k8s-check
 
 install: $(VENV)/.installed
 
@@ -33,12 +33,23 @@ demo: install
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/python -m platform_defs.demo
 
-test: install
+test: install k8s-check
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 test-slow: install
 	$(BIN)/pytest -m slow
+
+# checkov pins packaging<24, networkx 2.x and cachetools 5.x: it gets a venv of its own.
+k8s-tools: k8s/.checkov-venv/.installed
+k8s/.checkov-venv/.installed: k8s/checkov-requirements.txt
+	test -x k8s/.checkov-venv/bin/python || $(PYTHON) -m venv k8s/.checkov-venv
+	k8s/.checkov-venv/bin/pip install --quiet -r k8s/checkov-requirements.txt
+	touch $@
+
+# Render the overlays, strict schemas, Gatekeeper policy suites, exception expiry, checkov.
+k8s-check: install k8s-tools
+	$(BIN)/python tools/k8s_check.py
 
 lint: install
 	$(BIN)/ruff check .
@@ -53,8 +64,9 @@ mlflow-ui: install
 		--default-artifact-root $(PLIMSOLL_HOME)/mlflow/artifacts --port 5000
 
 bench: install
-	$(BIN)/python benchmarks/embedding_speed.py
-	$(BIN)/python benchmarks/finetune_speed.py
+	-$(BIN)/python benchmarks/embedding_speed.py
+	-$(BIN)/python benchmarks/finetune_speed.py
+	$(BIN)/python benchmarks/rollback_speed.py
 
 pin: install
 	$(BIN)/plimsoll data pin

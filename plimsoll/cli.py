@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument("--reason", default="manual rollback", help="ledger reason")
     rollback.add_argument("--model", default=DEFAULT_MODEL_NAME)
 
+    status = commands.add_parser(
+        "status", help="list versions with their aliases, gate verdict and approval",
+        description="One line per version of the model: aliases (champion, challenger, "
+        "previous-champion), gate verdict, approval and promotion state.")
+    status.add_argument("--model", default=DEFAULT_MODEL_NAME)
+
     review = commands.add_parser(
         "review", help="record a reviewer decision (same as the tags in the MLflow UI)",
         description="Sets the tags `approval` and `approval.by` on a version, exactly as a "
@@ -81,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     review.add_argument("decision", choices=["approved", "rejected"])
     review.add_argument("--by", required=True, help="the reviewer (must not be the trainer)")
     review.add_argument("--model", default=DEFAULT_MODEL_NAME)
-    for sub in (verify, history, rollback, review):
+    for sub in (verify, history, rollback, review, status):
         if sub is not verify:
             sub.add_argument("--tracking-uri", default=None,
                              help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the "
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             return _pin(args, layout)
         if args.command == "verify":
             return _verify(args, layout)
-        if args.command in ("history", "rollback", "review"):
+        if args.command in ("history", "rollback", "review", "status"):
             return _promotion(args, layout)
         return _query(args, layout)
     except PlimsollError as exc:
@@ -207,6 +213,23 @@ def _promotion(args: argparse.Namespace, layout: HomeLayout) -> int:
               f"({time.perf_counter() - start:.2f}s; ledger entry {entry.entry_id})")
         return 0
     registry = ModelRegistry(uri)
+    if args.command == "status":
+        versions = registry._guard(registry.client.search_model_versions,
+                                   f"name = '{args.model}'")
+        if not versions:
+            print(f"no versions of {args.model} yet: run `make demo`")
+        aliases: dict[str, list[str]] = {}
+        if versions:
+            model = registry._guard(registry.client.get_registered_model, args.model)
+            for alias, version in sorted((model.aliases or {}).items()):
+                aliases.setdefault(str(version), []).append(alias)
+        print(f"{'version':>7}  {'aliases':<28} {'gate':<6} {'approval':<10} state")
+        for found in sorted(versions, key=lambda v: int(v.version)):
+            tags = found.tags
+            print(f"{found.version:>7}  {','.join(aliases.get(str(found.version), [])) or '-':<28}"
+                  f" {tags.get('gate.verdict', '-'):<6} {tags.get('approval', '-'):<10} "
+                  f"{tags.get('promotion.state', '-')}")
+        return 0
     if args.command == "review":
         registry.set_tag(args.model, args.version, APPROVAL, args.decision)
         registry.set_tag(args.model, args.version, APPROVED_BY, args.by)

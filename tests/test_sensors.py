@@ -81,7 +81,7 @@ def tick(definitions, instance, name, cursor=None):
         return sensor(context)
 
 
-def test_gate_approve_promote_and_rollback(world):
+def test_gate_approve_promote_and_rollback(world, capsys):
     from plimsoll.cli import main
 
     definitions, instance, evalset = world
@@ -131,6 +131,10 @@ def test_gate_approve_promote_and_rollback(world):
     assert main(["rollback", "--to", third, "--reason", "on-call test"]) == 0
     assert promoter.alias("champion") == third and promoter.alias("previous-champion") == first
     assert promoter.ledger.entries()[-1].reason == "on-call test"
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.split()[0] == third and "champion" in line for line in lines[1:])
 
 
 def test_nightly_eval_flags_regressions_as_a_failed_check(world, home):
