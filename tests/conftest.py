@@ -187,3 +187,59 @@ def mlflow_server(make_postgres_db, tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+PROD_ENV = {"PLIMSOLL_PROFILE": "prod", "PLIMSOLL_DVC_REMOTE": "s3://plimsoll-data/dvc",
+            "DAGSTER_PG_URL": "postgresql+psycopg2://dagster@db:5432/dagster",
+            "MLFLOW_TRACKING_URI": "https://mlflow.plimsoll.internal",
+            "PLIMSOLL_EVAL_REGISTRY_URL": "postgresql+psycopg2://evals@db:5432/evals"}
+GPU_JOB_IMAGE = "registry.plimsoll.internal/plimsoll@sha256:" + "0" * 64
+
+
+def build_gpu_job(monkeypatch) -> dict:
+    """The Job dagster-k8s would launch for finetuned_encoder in the prod profile, offline."""
+    for key, value in PROD_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("PLIMSOLL_MANIFESTS", raising=False)
+    from dagster_k8s.job import (
+        DagsterK8sJobConfig,
+        construct_dagster_k8s_job,
+        get_user_defined_k8s_config,
+    )
+    from kubernetes.client import ApiClient
+
+    from platform_defs.definitions import defs
+
+    tags = defs().get_assets_def("finetuned_encoder").op.tags
+    job = construct_dagster_k8s_job(
+        job_config=DagsterK8sJobConfig(
+            job_image=GPU_JOB_IMAGE, dagster_home="/opt/dagster/dagster_home",
+            image_pull_policy="IfNotPresent", instance_config_map="dagster-instance"),
+        args=["dagster", "api", "execute_step"],
+        job_name="dagster-step-finetuned-encoder",
+        user_defined_k8s_config=get_user_defined_k8s_config(tags),
+        component="step_worker")
+    return ApiClient().sanitize_for_serialization(job)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """A small registrable bundle: the base encoder and a snapshot of FAQ_ROWS."""
+    from plimsoll.chunking import ChunkingParams
+    from plimsoll.encoder import EncoderDirectory
+    from plimsoll.index_snapshot import SnapshotBuilder
+    from plimsoll.manifests import load_manifest
+    from plimsoll.registry import Bundle
+    from plimsoll.slice_store import SliceStore
+    from plimsoll.slices import build_slice
+
+    root = tmp_path_factory.mktemp("bundle")
+    write_jsonl(root / "m" / "sources" / "faq.jsonl", FAQ_ROWS)
+    store = SliceStore(root / "dvc", str(root / "remote"))
+    published = store.publish(build_slice(load_manifest(write_manifest(root / "m", "faq"))))
+    encoder_dir = EncoderDirectory.open(None)
+    snapshot = SnapshotBuilder(root / "snaps", root / "cache", encoder_dir,
+                               ChunkingParams()).build([published])
+    return Bundle(encoder_dir=encoder_dir.path, snapshot_dir=snapshot.path,
+                  answer_template=REPO_ROOT / "prompts" / "answer.md",
+                  abstain_template=REPO_ROOT / "prompts" / "abstain.md")

@@ -3,39 +3,12 @@
 import json
 
 import pytest
-from conftest import REPO_ROOT
-
-PROD_ENV = {"PLIMSOLL_PROFILE": "prod", "PLIMSOLL_DVC_REMOTE": "s3://plimsoll-data/dvc",
-            "DAGSTER_PG_URL": "postgresql+psycopg2://dagster@db:5432/dagster",
-            "MLFLOW_TRACKING_URI": "https://mlflow.plimsoll.internal",
-            "PLIMSOLL_EVAL_REGISTRY_URL": "postgresql+psycopg2://evals@db:5432/evals"}
+from conftest import PROD_ENV, REPO_ROOT, build_gpu_job
 
 
 @pytest.fixture
 def gpu_job(home, monkeypatch):
-    for key, value in PROD_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("PLIMSOLL_MANIFESTS", raising=False)
-    from dagster_k8s.job import (
-        DagsterK8sJobConfig,
-        construct_dagster_k8s_job,
-        get_user_defined_k8s_config,
-    )
-    from kubernetes.client import ApiClient
-
-    from platform_defs.definitions import defs
-
-    tags = defs().get_assets_def("finetuned_encoder").op.tags
-    job = construct_dagster_k8s_job(
-        job_config=DagsterK8sJobConfig(
-            job_image="registry.plimsoll.internal/plimsoll@sha256:" + "0" * 64,
-            dagster_home="/opt/dagster/dagster_home", image_pull_policy="IfNotPresent",
-            instance_config_map="dagster-instance"),
-        args=["dagster", "api", "execute_step"],
-        job_name="dagster-step-finetuned-encoder",
-        user_defined_k8s_config=get_user_defined_k8s_config(tags),
-        component="step_worker")
-    return ApiClient().sanitize_for_serialization(job)
+    return build_gpu_job(monkeypatch)
 
 
 def test_gpu_limits_node_selector_tolerations_and_labels(gpu_job):

@@ -2,13 +2,9 @@ import json
 import time
 
 import pytest
-from conftest import FAQ_ROWS, REPO_ROOT, write_jsonl, write_manifest
+from conftest import REPO_ROOT
 
-from plimsoll.chunking import ChunkingParams
-from plimsoll.encoder import EncoderDirectory
-from plimsoll.index_snapshot import SnapshotBuilder
 from plimsoll.ledger import PromotionLedger
-from plimsoll.manifests import load_manifest
 from plimsoll.policy import PolicyError, load_policy
 from plimsoll.promotion import (
     CHALLENGER,
@@ -17,25 +13,10 @@ from plimsoll.promotion import (
     Promoter,
     PromotionError,
 )
-from plimsoll.registry import LINEAGE_PREFIX, Bundle, ModelRegistry, RegistryError, lineage_tags
-from plimsoll.slice_store import SliceStore
-from plimsoll.slices import build_slice
+from plimsoll.registry import LINEAGE_PREFIX, ModelRegistry, RegistryError, lineage_tags
 
 GOOD = {"recall@5": 0.93, "mrr": 0.80, "grounding_rate": 0.83, "abstention_accuracy": 0.92,
         "latency_p95_ms": 12.0, "cost_per_request": 0.00001}
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bundle")
-    write_jsonl(root / "m" / "sources" / "faq.jsonl", FAQ_ROWS)
-    store = SliceStore(root / "dvc", str(root / "remote"))
-    published = store.publish(build_slice(load_manifest(write_manifest(root / "m", "faq"))))
-    snapshot = SnapshotBuilder(root / "snaps", root / "cache", EncoderDirectory.open(None),
-                               ChunkingParams()).build([published])
-    return Bundle(encoder_dir=EncoderDirectory.open(None).path, snapshot_dir=snapshot.path,
-                  answer_template=REPO_ROOT / "prompts" / "answer.md",
-                  abstain_template=REPO_ROOT / "prompts" / "abstain.md")
 
 
 @pytest.fixture

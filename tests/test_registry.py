@@ -3,38 +3,16 @@ import time
 import mlflow.pyfunc
 import pandas as pd
 import pytest
-from conftest import FAQ_ROWS, REPO_ROOT, write_jsonl, write_manifest
 
-from plimsoll.chunking import ChunkingParams
-from plimsoll.encoder import EncoderDirectory
-from plimsoll.index_snapshot import SnapshotBuilder
-from plimsoll.manifests import load_manifest
 from plimsoll.registry import (
     DIGEST_TAG,
     LINEAGE_PREFIX,
-    Bundle,
     ModelRegistry,
     RegistryError,
     lineage_tags,
 )
-from plimsoll.slice_store import SliceStore
-from plimsoll.slices import build_slice
 
 NAME = "docs-assistant-test"
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bundle")
-    write_jsonl(root / "m" / "sources" / "faq.jsonl", FAQ_ROWS)
-    store = SliceStore(root / "dvc", str(root / "remote"))
-    published = store.publish(build_slice(load_manifest(write_manifest(root / "m", "faq"))))
-    encoder_dir = EncoderDirectory.open(None)
-    snapshot = SnapshotBuilder(root / "snaps", root / "cache", encoder_dir,
-                               ChunkingParams()).build([published])
-    return Bundle(encoder_dir=encoder_dir.path, snapshot_dir=snapshot.path,
-                  answer_template=REPO_ROOT / "prompts" / "answer.md",
-                  abstain_template=REPO_ROOT / "prompts" / "abstain.md")
 
 
 @pytest.fixture

@@ -8,42 +8,17 @@ rendered prod overlay: strict Kubernetes schema and every matching Gatekeeper Co
 import copy
 
 import pytest
+from conftest import build_gpu_job
 from k8s_helpers import k8s_check, need_module, rendered
-
-PROD_ENV = {"PLIMSOLL_PROFILE": "prod", "PLIMSOLL_DVC_REMOTE": "s3://plimsoll-data/dvc",
-            "DAGSTER_PG_URL": "postgresql+psycopg2://dagster@db:5432/dagster",
-            "MLFLOW_TRACKING_URI": "https://mlflow.plimsoll.internal",
-            "PLIMSOLL_EVAL_REGISTRY_URL": "postgresql+psycopg2://evals@db:5432/evals"}
-IMAGE = "registry.plimsoll.internal/plimsoll@sha256:" + "0" * 64
 
 
 @pytest.fixture
 def gpu_job(home, monkeypatch):
     need_module("kubernetes_validate", "kubernetes-validate")
     need_module("regopy", "regopy")
-    for key, value in PROD_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("PLIMSOLL_MANIFESTS", raising=False)
-    from dagster_k8s.job import (
-        DagsterK8sJobConfig,
-        construct_dagster_k8s_job,
-        get_user_defined_k8s_config,
-    )
-    from kubernetes.client import ApiClient
-
-    from platform_defs.definitions import defs
     from platform_defs.k8s import GPU_NAMESPACE
 
-    tags = defs().get_assets_def("finetuned_encoder").op.tags
-    job = construct_dagster_k8s_job(
-        job_config=DagsterK8sJobConfig(
-            job_image=IMAGE, dagster_home="/opt/dagster/dagster_home",
-            image_pull_policy="IfNotPresent", instance_config_map="dagster-instance"),
-        args=["dagster", "api", "execute_step"],
-        job_name="dagster-step-finetuned-encoder",
-        user_defined_k8s_config=get_user_defined_k8s_config(tags),
-        component="step_worker")
-    job = ApiClient().sanitize_for_serialization(job)
+    job = build_gpu_job(monkeypatch)
     job["metadata"]["namespace"] = GPU_NAMESPACE  # the k8s executor's job_namespace
     return job
 
