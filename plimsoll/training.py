@@ -214,7 +214,10 @@ def _write_checkpoint(model, tokenizer, base: EncoderDirectory, checkpoints_dir:
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=checkpoints_dir))
     try:
         model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
+        # Training leaves padding/truncation state on the fast tokenizer, and that state is
+        # saved into tokenizer.json; a fresh copy keeps the checkpoint digest reproducible.
+        type(tokenizer).from_pretrained(base.path, local_files_only=True).save_pretrained(
+            staging)
         for name in CONFIG_FILES:
             if name != "config.json" and (base.path / name).is_file():
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)

@@ -1,1 +1,1 @@
-"""Promotion gate, approval watcher and nightly eval schedule (issue #4; none defined yet)."""
+"""Promotion gate and approval sensors, and the rollback job."""

@@ -13,6 +13,7 @@ os.environ["GX_ANALYTICS_ENABLED"] = "false"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # Dagster run config
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 
 

@@ -4,9 +4,8 @@ import json
 
 import dagster as dg
 import pytest
-from conftest import FAQ_ROWS, write_jsonl, write_manifest
+from conftest import FAQ_ROWS, QUIET, write_jsonl, write_manifest
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 QUESTIONS = [
     {"qid": "t1", "question": "How do I go back to the previous model version?",
      "answerable": True, "gold_doc_ids": ["doc-0"], "answer_hint": ""},

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import dagster as dg
-from conftest import REPO_ROOT, write_manifest
-from test_sensors import LENIENT, QUESTIONS, QUIET, register_candidate
+from conftest import QUIET, REPO_ROOT, write_manifest
+from test_sensors import LENIENT, QUESTIONS, register_candidate
 
 
 def _wait_for(condition, timeout: float, what: str, log: Path):

@@ -1,8 +1,6 @@
 import dagster as dg
 import pytest
-from conftest import FAQ_ROWS, write_jsonl, write_manifest
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+from conftest import FAQ_ROWS, QUIET, write_jsonl, write_manifest
 
 
 @pytest.fixture

@@ -51,3 +51,20 @@ def test_training_is_deterministic_and_resumes(tmp_path):
 def test_too_few_pairs(tmp_path):
     with pytest.raises(PlimsollError, match="in-batch negatives need at least 2"):
         fine_tune(EncoderDirectory.open(None), PAIRS[:1], TINY, tmp_path, tmp_path)
+
+
+def test_checkpoint_digest_does_not_depend_on_tokenizer_call_state(tmp_path):
+    """A tokenizer used with different padding must not change the saved checkpoint."""
+    from transformers import AutoTokenizer
+
+    base = EncoderDirectory.open(None)
+    first = fine_tune(base, PAIRS, TINY, tmp_path / "w1", tmp_path / "c1")
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    tokenizer(["x"], padding="max_length", max_length=64)  # leaves state on the instance
+    again = fine_tune(base, PAIRS, TINY, tmp_path / "w2", tmp_path / "c2")
+    assert first.checkpoint.digest == again.checkpoint.digest
+    import json
+
+    saved = json.loads((first.checkpoint.path / "tokenizer.json").read_text())
+    shipped = json.loads((base.path / "tokenizer.json").read_text())
+    assert saved["padding"] == shipped["padding"]  # as shipped, not as last used
