@@ -35,6 +35,7 @@ demo: install
 
 test: install k8s-check
 	$(BIN)/ruff check .
+	$(BIN)/python tools/promptlint.py prompts/
 	$(BIN)/pytest
 
 test-slow: install

@@ -47,7 +47,7 @@ class Answerer:
         """Answer one question; below the score threshold, abstain politely."""
         hits = tuple(query_snapshot(self.snapshot, self.encoder, question, k=self.k))
         if not hits or hits[0].score < self.abstain_below:
-            return Answer(text=self.abstain_template.render(question=question), abstained=True,
+            return Answer(text=self.abstain_template.render(), abstained=True,
                           citations=(), hits=hits, metadata=self.metadata)
         cited = [hit for hit in hits[:3] if hit.score >= self.abstain_below][:2]
         sentences = [best_sentence(question, hit.text) for hit in cited]
