@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-slow lint ui mlflow-ui bench pin clean k8s-tools k8s-check
+.PHONY: install demo test test-slow lint ui mlflow-ui bench pin clean k8s-tools k8s-check ai-ci
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,11 @@ test: install k8s-check
 	$(BIN)/ruff check .
 	$(BIN)/python tools/promptlint.py prompts/
 	$(BIN)/pytest
+
+# The AI checks of CI on a real candidate: build one with the demo, then the 50-question
+# eval at a fixed seed against policies/slos.yaml (threat checks join with issue #5).
+ai-ci: demo
+	$(BIN)/python tools/run_eval.py --limit 50 --model models:/plimsoll-docs-assistant/latest --seed 42 --json $(PLIMSOLL_HOME)/ci-eval.json
 
 test-slow: install
 	$(BIN)/pytest -m slow

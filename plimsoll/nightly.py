@@ -6,15 +6,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from plimsoll.answerer import Answerer
-from plimsoll.encoder import Encoder, EncoderDirectory
+from plimsoll.bundles import answerer_from_model_dir, download_model
 from plimsoll.eval_registry import EvalRegistry
 from plimsoll.evalsets import load_evalset
 from plimsoll.evaluation import evaluate_answerer
-from plimsoll.index_snapshot import IndexSnapshot
 from plimsoll.policy import HIGHER_IS_BETTER, Policy
 from plimsoll.promotion import CHALLENGER, CHAMPION, Promoter
-from plimsoll.prompts import load_template
 
 
 @dataclass(frozen=True)
@@ -52,27 +49,17 @@ def _regressed(policy: Policy, metric: str, old: float, new: float) -> bool:
 def run_nightly(promoter: Promoter, evalset_path: Path, eval_registry: EvalRegistry,
                 commit_sha: str, seed: int, cost_per_cpu_second: float) -> NightlyResult:
     """Evaluate champion and challenger bundles straight from the registry."""
-    import mlflow.artifacts
-
     evalset = load_evalset(evalset_path)
     result = NightlyResult()
     for alias in (CHAMPION, CHALLENGER):
         version = promoter.alias(alias)
         if version is None:
             continue
-        source = promoter.client.get_model_version(promoter.model, version).source
         with tempfile.TemporaryDirectory() as tmp:
-            local = Path(mlflow.artifacts.download_artifacts(
-                artifact_uri=source, dst_path=tmp, tracking_uri=promoter.registry.tracking_uri))
-            artifacts = local / "artifacts"
-            snapshot_dir = next(p for p in artifacts.iterdir()
-                                if (p / "manifest.json").is_file())
-            encoder_dir = next(p for p in artifacts.iterdir() if (p / "config.json").is_file())
-            snapshot = IndexSnapshot(snapshot_dir)
-            evalset.check_doc_ids(snapshot.chunks["doc_id"])
-            answerer = Answerer(Encoder(EncoderDirectory.open(encoder_dir)), snapshot,
-                                load_template(artifacts / "answer.md"),
-                                load_template(artifacts / "abstain.md"))
+            local, _ = download_model(promoter.registry, f"models:/{promoter.model}/{version}",
+                                      Path(tmp))
+            answerer = answerer_from_model_dir(local)
+            evalset.check_doc_ids(answerer.snapshot.chunks["doc_id"])
             scores = evaluate_answerer(alias, answerer, evalset, cost_per_cpu_second).metrics
         model_ref = f"models:/{promoter.model}/{version}"
         previous = [r for r in eval_registry.results(model_ref)
