@@ -30,9 +30,11 @@ def gpu_step_op_tags(manifests_dir: Path | None = None) -> dict:
               "owner": "ml-platform", "app.kubernetes.io/part-of": "plimsoll",
               "plimsoll.io/workload": "finetune"}
     return {"dagster-k8s/config": {
-        "container_config": {"resources": {
-            "requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
-            "limits": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"}}},
+        "container_config": {
+            "resources": {
+                "requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"},
+                "limits": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"}},
+            "security_context": {"allow_privilege_escalation": False, "privileged": False}},
         "pod_spec_config": {
             "node_selector": {"plimsoll.io/pool": "gpu"},
             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",

@@ -16,6 +16,8 @@ def test_gpu_limits_node_selector_tolerations_and_labels(gpu_job):
     (container,) = pod["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert container["resources"]["requests"]["nvidia.com/gpu"] == "1"
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False,
+                                            "privileged": False}
     assert pod["spec"]["nodeSelector"] == {"plimsoll.io/pool": "gpu"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in (
         pod["spec"]["tolerations"])
