@@ -44,12 +44,12 @@ class MlflowAliases:
 
     def set(self, model: str, alias: str, version: str) -> None:
         """Point the alias at a version."""
-        self.registry._guard(self.registry.client.set_registered_model_alias, model, alias,
+        self.registry.call(self.registry.client.set_registered_model_alias, model, alias,
                              version)
 
     def version_tags(self, model: str, version: str) -> dict[str, str]:
         """Tags of a model version."""
-        return dict(self.registry._guard(self.registry.client.get_model_version, model,
+        return dict(self.registry.call(self.registry.client.get_model_version, model,
                                          version).tags)
 
 

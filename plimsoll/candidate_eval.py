@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from plimsoll.answerer import Answerer
@@ -108,7 +107,3 @@ def register_candidate(*, registry: ModelRegistry, model_name: str, finetuned: d
     tags = dict(registry.client.get_model_version(model_name, version).tags)
     return version, tags
 
-
-def report_summary(report: dict) -> str:
-    """One JSON line of the candidate's scores (for logs)."""
-    return json.dumps(report["systems"]["finetuned"], sort_keys=True)

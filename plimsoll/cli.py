@@ -214,13 +214,13 @@ def _promotion(args: argparse.Namespace, layout: HomeLayout) -> int:
         return 0
     registry = ModelRegistry(uri)
     if args.command == "status":
-        versions = registry._guard(registry.client.search_model_versions,
+        versions = registry.call(registry.client.search_model_versions,
                                    f"name = '{args.model}'")
         if not versions:
             print(f"no versions of {args.model} yet: run `make demo`")
         aliases: dict[str, list[str]] = {}
         if versions:
-            model = registry._guard(registry.client.get_registered_model, args.model)
+            model = registry.call(registry.client.get_registered_model, args.model)
             for alias, version in sorted((model.aliases or {}).items()):
                 aliases.setdefault(str(version), []).append(alias)
         print(f"{'version':>7}  {'aliases':<28} {'gate':<6} {'approval':<10} state")

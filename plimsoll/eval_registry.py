@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from plimsoll.errors import PlimsollError
+from plimsoll.sql_tables import open_table
 
 
 class EvalRegistry:
@@ -15,10 +15,8 @@ class EvalRegistry:
         import sqlalchemy as sa
 
         self.url = url
-        self._engine = sa.create_engine(url, future=True)
-        self._metadata = sa.MetaData()
-        self._table = sa.Table(
-            "eval_results", self._metadata,
+        self._engine, self._table = open_table(url, "eval registry", lambda metadata: sa.Table(
+            "eval_results", metadata,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
             sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
             sa.Column("commit_sha", sa.String(64), nullable=False),
@@ -27,12 +25,7 @@ class EvalRegistry:
             sa.Column("seed", sa.Integer, nullable=False),
             sa.Column("system", sa.String(64), nullable=False),
             sa.Column("metrics", sa.Text, nullable=False),
-        )
-        try:
-            self._metadata.create_all(self._engine)
-        except sa.exc.OperationalError as exc:
-            raise PlimsollError(f"eval registry unreachable ({exc.orig})", field="url",
-                                fix=f"check the database at {url}") from None
+        ))
 
     def record(self, *, commit_sha: str, model_ref: str, eval_set_hash: str, seed: int,
                system: str, metrics: dict[str, float]) -> int:

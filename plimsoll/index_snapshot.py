@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,6 @@ class BuildStats:
     embedded: int = 0
     reused_snapshot: bool = False
     model_loaded: bool = False
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from plimsoll.errors import PlimsollError
+from plimsoll.sql_tables import open_table
 
 ACTIONS = ("promote", "rollback", "reject")
 
@@ -32,10 +32,8 @@ class PromotionLedger:
         import sqlalchemy as sa
 
         self.url = url
-        self._engine = sa.create_engine(url, future=True)
-        self._metadata = sa.MetaData()
-        self._table = sa.Table(
-            "promotion_ledger", self._metadata,
+        self._engine, self._table = open_table(url, "promotion ledger", lambda metadata: sa.Table(
+            "promotion_ledger", metadata,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
             sa.Column("at", sa.DateTime(timezone=True), nullable=False),
             sa.Column("model", sa.String(256), nullable=False),
@@ -45,13 +43,8 @@ class PromotionLedger:
             sa.Column("actor", sa.String(256), nullable=False),
             sa.Column("reason", sa.Text, nullable=False),
             sa.Column("lineage_digest", sa.String(64), nullable=False),
-        )
-        try:
-            self._metadata.create_all(self._engine)
-            self._forbid_rewrites()
-        except sa.exc.OperationalError as exc:
-            raise PlimsollError(f"promotion ledger unreachable ({exc.orig})", field="url",
-                                fix=f"check the database at {url}") from None
+        ))
+        self._forbid_rewrites()
 
     def _forbid_rewrites(self) -> None:
         import sqlalchemy as sa

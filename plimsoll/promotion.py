@@ -57,7 +57,7 @@ class Promoter:
 
     # -- reading ---------------------------------------------------------------------------
     def _version(self, version: str):
-        return self.registry._guard(self.client.get_model_version, self.model, str(version))
+        return self.registry.call(self.client.get_model_version, self.model, str(version))
 
     def alias(self, alias: str) -> str | None:
         """The version an alias points at, or None."""
@@ -84,7 +84,7 @@ class Promoter:
         set_tag(self.model, version, "gate.policy_digest", self.policy.digest)
         set_tag(self.model, version, "gate.champion", champion or "none")
         if verdict.passed:
-            self.registry._guard(self.client.set_registered_model_alias, self.model,
+            self.registry.call(self.client.set_registered_model_alias, self.model,
                                  CHALLENGER, version)
             if APPROVAL not in tags:
                 set_tag(self.model, version, APPROVAL, "pending")
@@ -94,7 +94,7 @@ class Promoter:
     # -- approvals -------------------------------------------------------------------------
     def process_approvals(self) -> list[Outcome]:
         """Act on every reviewer decision not yet acted on, oldest version first."""
-        versions = self.registry._guard(self.client.search_model_versions,
+        versions = self.registry.call(self.client.search_model_versions,
                                         f"name = '{self.model}'")
         outcomes = []
         for found in sorted(versions, key=lambda v: int(v.version)):
@@ -155,7 +155,7 @@ class Promoter:
 
     def _drop_challenger(self, version: str) -> None:
         if self.alias(CHALLENGER) == version:
-            self.registry._guard(self.client.delete_registered_model_alias, self.model,
+            self.registry.call(self.client.delete_registered_model_alias, self.model,
                                  CHALLENGER)
 
     def _move_champion(self, version: str, *, action: str, actor: str, reason: str,

@@ -106,14 +106,14 @@ class ModelRegistry:
         self.ensure_reachable()
         bundle_key = lineage.get(LINEAGE_PREFIX + "bundle_key")
         if bundle_key:
-            for existing in self._guard(self.client.search_model_versions,
+            for existing in self.call(self.client.search_model_versions,
                                            f"name = '{model_name}'"):
                 if existing.tags.get(LINEAGE_PREFIX + "bundle_key") == bundle_key:
                     return str(existing.version)  # this bundle is already a version
         try:
             self.client.get_registered_model(model_name)
         except Exception:
-            self._guard(self.client.create_registered_model, model_name,
+            self.call(self.client.create_registered_model, model_name,
                         description="Plimsoll docs assistant candidates (encoder + index "
                         "snapshot + answer templates).")
         floor = 0  # MLflow never reuses a number, even of a deleted version
@@ -141,10 +141,10 @@ class ModelRegistry:
                     artifact_hashes(model_dir / "artifacts"))
                 tags[DIGEST_TAG] = lineage_digest(tags)
                 artifact_path = f"model-v{expected}"
-                self._guard(self.client.log_artifacts, run_id, str(model_dir), artifact_path)
-                run_info = self._guard(self.client.get_run, run_id).info
+                self.call(self.client.log_artifacts, run_id, str(model_dir), artifact_path)
+                run_info = self.call(self.client.get_run, run_id).info
                 source = f"{run_info.artifact_uri}/{artifact_path}"
-                version = self._guard(self.client.create_model_version, model_name,
+                version = self.call(self.client.create_model_version, model_name,
                                       source=source, run_id=run_id, tags=tags,
                                       description=f"Candidate from run {run_id}")
             finally:
@@ -153,17 +153,18 @@ class ModelRegistry:
                 return expected
             # Another registration took the number baked into the model config: retract ours.
             floor = int(version.version)
-            self._guard(self.client.delete_model_version, model_name, version.version)
+            self.call(self.client.delete_model_version, model_name, version.version)
         raise RegistryError("could not claim a version number after 3 tries",
                             field=model_name, fix="retry when other registrations finish")
 
     def _latest_version(self, model_name: str) -> int:
-        versions = self._guard(self.client.search_model_versions, f"name = '{model_name}'")
+        versions = self.call(self.client.search_model_versions, f"name = '{model_name}'")
         return max((int(v.version) for v in versions), default=0)
 
-    def _guard(self, call, *args, **kwargs):
+    def call(self, method, *args, **kwargs):
+        """Call an MlflowClient method; any MLflow failure becomes a RegistryError."""
         try:
-            return call(*args, **kwargs)
+            return method(*args, **kwargs)
         except RegistryError:
             raise
         except Exception as exc:
@@ -178,7 +179,7 @@ class ModelRegistry:
             raise RegistryError(f"'{key}' is a lineage tag and lineage is immutable",
                                 field=key, fix="register a new version instead of editing "
                                 "the lineage of an existing one")
-        self._guard(self.client.set_model_version_tag, model_name, version, key, value)
+        self.call(self.client.set_model_version_tag, model_name, version, key, value)
 
     # -- verification ----------------------------------------------------------------------
     def verify(self, model_name: str, version: str) -> Verification:
@@ -192,7 +193,7 @@ class ModelRegistry:
                 raise RegistryError(f"{model_name} version {version} is not registered",
                                     field="version", fix="pick a version listed in the MLflow "
                                     f"UI (Models → {model_name})") from None
-            found = self._guard(self.client.get_model_version, model_name, version)
+            found = self.call(self.client.get_model_version, model_name, version)
         tags = dict(found.tags)
         problems = []
         if DIGEST_TAG not in tags:
