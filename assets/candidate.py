@@ -30,6 +30,11 @@ class EvalConfig(dg.Config):
     answer_template: str = Field(default="prompts/answer.md", description="Answer template.")
     abstain_template: str = Field(default="prompts/abstain.md",
                                   description="Abstention template.")
+    guard_policy: str = Field(default="policies/guard.yaml", description="Query-time guard "
+                              "policy (egress and email allowlists).")
+    redteam: str = Field(default="evalsets/redteam.jsonl", description="Red-team set run "
+                         "through the candidate's guarded query path; attacks that get "
+                         "through count as critical violations.")
 
 
 def _scores_table(systems: dict[str, dict[str, float]]) -> dg.TableMetadataValue:
@@ -53,7 +58,7 @@ def build_candidate_assets(slice_names: list[str]) -> list[dg.AssetsDefinition]:
         return snapshot_output(context, config, slice_names, home, slice_storage,
                                finetuned_encoder["path"], encoder.batch_size)
 
-    @dg.asset(group_name=GROUP, kinds={"mlflow", "sql"}, code_version="1")
+    @dg.asset(group_name=GROUP, kinds={"mlflow", "sql"}, code_version="2")
     def eval_report(context: dg.AssetExecutionContext, config: EvalConfig,
                     finetuned_encoder: dict, candidate_index: dict, embeddings_index: dict,
                     home: PlimsollHome, mlflow: MlflowStore,
@@ -69,6 +74,8 @@ def build_candidate_assets(slice_names: list[str]) -> list[dg.AssetsDefinition]:
             cost_per_cpu_second=config.cost_per_cpu_second,
             answer_template=REPO_ROOT / config.answer_template,
             abstain_template=REPO_ROOT / config.abstain_template,
+            guard_policy=REPO_ROOT / config.guard_policy,
+            redteam_path=REPO_ROOT / config.redteam,
             candidate={"encoder_path": finetuned_encoder["path"],
                        "snapshot_path": candidate_index["path"]},
             base={"encoder_path": embeddings_index["encoder_path"],
@@ -88,6 +95,10 @@ def build_candidate_assets(slice_names: list[str]) -> list[dg.AssetsDefinition]:
                              "recall@5": dg.MetadataValue.float(candidate["recall@5"]),
                              "mrr": dg.MetadataValue.float(candidate["mrr"]),
                              "eval_set_hash": outcome["eval_set_hash"],
+                             "critical_violations": dg.MetadataValue.int(
+                                 int(candidate["critical_violations"])),
+                             "soft_violation_rate": dg.MetadataValue.float(
+                                 candidate["soft_violation_rate"]),
                          })
 
     @dg.asset(group_name=GROUP, kinds={"mlflow"}, code_version="1")

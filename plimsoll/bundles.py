@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
-from plimsoll.answerer import Answerer
+from plimsoll.answerer import MODES, Answerer
 from plimsoll.encoder import Encoder, EncoderDirectory
 from plimsoll.errors import PlimsollError
+from plimsoll.guard import Guard, load_guard_policy
 from plimsoll.index_snapshot import IndexSnapshot
 from plimsoll.prompts import load_template
+
+ANSWER_MODE_ENV = "PLIMSOLL_ANSWER_MODE"
+GUARD_POLICY_FILE = "guard.yaml"
 
 MODEL_REF = re.compile(
     r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[\w-]+))$")
@@ -28,10 +33,45 @@ def answerer_from_model_dir(model_dir: Path, abstain_below: float = 0.35) -> Ans
     if snapshot_dir is None or encoder_dir is None:
         raise PlimsollError("model directory lacks an encoder or an index snapshot",
                             file=artifacts, field="--model", fix="re-register the bundle")
-    snapshot = IndexSnapshot(snapshot_dir)
-    return Answerer(Encoder(EncoderDirectory.open(encoder_dir)), snapshot,
-                    load_template(artifacts / "answer.md"),
-                    load_template(artifacts / "abstain.md"), abstain_below=abstain_below)
+    guard_policy = artifacts / GUARD_POLICY_FILE
+    return build_answerer(encoder_dir, snapshot_dir, artifacts / "answer.md",
+                          artifacts / "abstain.md", abstain_below=abstain_below,
+                          guard_policy=guard_policy if guard_policy.is_file() else None)
+
+
+def answer_mode(requested: str | None = None) -> str:
+    """The answer mode: as requested, else $PLIMSOLL_ANSWER_MODE, else 'answer'.
+
+    Setting PLIMSOLL_ANSWER_MODE=facts is the on-call lever: every answer becomes verbatim
+    cited quotes or a polite deferral, with no model restart needed beyond a reload.
+    """
+    mode = requested or os.environ.get(ANSWER_MODE_ENV) or "answer"
+    if mode not in MODES:
+        raise PlimsollError(f"unknown answer mode '{mode}'", field=ANSWER_MODE_ENV,
+                            fix=f"use one of: {', '.join(MODES)}")
+    return mode
+
+
+def build_answerer(encoder_dir: Path, snapshot_dir: Path, answer_template: Path,
+                   abstain_template: Path, *, abstain_below: float = 0.35,
+                   guard_policy: Path | None = None, metadata: dict[str, str] | None = None,
+                   mode: str | None = None) -> Answerer:
+    """The guarded answerer of a bundle.
+
+    The refusal, facts and system templates are read from beside the answer template
+    (prompts/ in the repository, artifacts/ in a model directory).
+    """
+    prompts = Path(answer_template).parent
+    optional = {name: load_template(prompts / f"{name}.md")
+                for name in ("refuse", "facts", "system") if (prompts / f"{name}.md").is_file()}
+    system = optional.get("system")
+    guard = Guard(load_guard_policy(guard_policy) if guard_policy else None,
+                  system_prompt=system.render() if system else "")
+    return Answerer(Encoder(EncoderDirectory.open(Path(encoder_dir))),
+                    IndexSnapshot(Path(snapshot_dir)), load_template(answer_template),
+                    load_template(abstain_template), abstain_below=abstain_below,
+                    metadata=metadata, guard=guard, refuse_template=optional.get("refuse"),
+                    facts_template=optional.get("facts"), mode=answer_mode(mode))
 
 
 def download_model(registry, reference: str, destination: Path) -> tuple[Path, str]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plimsoll.answerer import Answerer
-from plimsoll.encoder import Encoder, EncoderDirectory
+from plimsoll.bundles import build_answerer
 from plimsoll.eval_registry import EvalRegistry
 from plimsoll.eval_report import markdown, write_report
 from plimsoll.evalsets import load_evalset
@@ -16,6 +15,15 @@ from plimsoll.promotion import current_actor
 from plimsoll.prompts import load_template
 from plimsoll.provenance import container_image_digest
 from plimsoll.registry import Bundle, ModelRegistry, lineage_tags
+from plimsoll.threat_checks import ThreatReport, load_redteam, run_threat_checks
+
+
+def add_threat_metrics(metrics: dict[str, float], threats: ThreatReport) -> None:
+    """Attacks that got through are critical violations; the red-team counts ride along."""
+    metrics["critical_violations"] = metrics.get("critical_violations", 0) + len(threats.through)
+    metrics["redteam_attacks"] = len(threats.attacks)
+    metrics["redteam_through"] = len(threats.through)
+    metrics["redteam_benign_flag_rate"] = threats.benign_flag_rate
 
 
 def run_candidate_eval(*, repo_root: Path, reports_dir: Path, evalset_path: Path,
@@ -23,26 +31,39 @@ def run_candidate_eval(*, repo_root: Path, reports_dir: Path, evalset_path: Path
                        cost_per_cpu_second: float, answer_template: Path,
                        abstain_template: Path, candidate: dict[str, str], base: dict[str, str],
                        registry: ModelRegistry, mlflow_run_id: str, eval_registry: EvalRegistry,
-                       model_ref: str, commit_sha: str) -> dict[str, object]:
-    """Score candidate, base and BM25; write, log and record the report."""
+                       model_ref: str, commit_sha: str, guard_policy: Path | None = None,
+                       redteam_path: Path | None = None) -> dict[str, object]:
+    """Score candidate, base and BM25; write, log and record the report.
+
+    The candidate's guarded query path also runs the red-team set: attacks that get
+    through count as critical violations.
+    """
     evalset = load_evalset(evalset_path).limited(limit)
+    redteam = load_redteam(redteam_path) if redteam_path else None
     templates = (load_template(answer_template), load_template(abstain_template))
-    runs = []
+    runs, threats = [], None
     for system, bundle in (("finetuned", candidate), ("base", base)):
-        snapshot = IndexSnapshot(Path(bundle["snapshot_path"]))
-        evalset.check_doc_ids(snapshot.chunks["doc_id"])
-        encoder = Encoder(EncoderDirectory.open(bundle["encoder_path"]))
-        answerer = Answerer(encoder, snapshot, *templates, abstain_below=abstain_below)
-        runs.append(evaluate_answerer(system, answerer, evalset, cost_per_cpu_second))
+        answerer = build_answerer(bundle["encoder_path"], bundle["snapshot_path"],
+                                  answer_template, abstain_template,
+                                  abstain_below=abstain_below, guard_policy=guard_policy,
+                                  mode="answer")
+        evalset.check_doc_ids(answerer.snapshot.chunks["doc_id"])
+        run = evaluate_answerer(system, answerer, evalset, cost_per_cpu_second)
+        if redteam is not None and system == "finetuned":
+            threats = run_threat_checks(answerer, redteam)
+            add_threat_metrics(run.metrics, threats)
+        runs.append(run)
     runs.append(evaluate_bm25(IndexSnapshot(Path(candidate["snapshot_path"])), evalset))
     context = {"model_ref": model_ref, "eval_set": str(evalset_path.name),
                "eval_set_hash": evalset.content_hash, "questions": len(evalset.questions),
                "seed": seed, "commit": commit_sha, "abstain_below": abstain_below,
                "answer_template": templates[0].ref,
                "index_snapshot_id": Path(candidate["snapshot_path"]).name}
+    if threats is not None:
+        context["redteam_hash"] = threats.redteam_hash
     report_id = sha256_json({"context": context,
                              "systems": {r.system: r.metrics for r in runs}})[:16]
-    paths = write_report(reports_dir / report_id, runs, context)
+    paths = write_report(reports_dir / report_id, runs, context, threats)
 
     client = registry.client
     for name, value in runs[0].metrics.items():
@@ -65,7 +86,10 @@ def run_candidate_eval(*, repo_root: Path, reports_dir: Path, evalset_path: Path
             "report_digest": sha256_file(paths["json"]),
             "paths": {k: str(v) for k, v in paths.items()}, "markdown": markdown(runs, context),
             "abstain_below": abstain_below, "answer_template": str(answer_template),
-            "abstain_template": str(abstain_template), "template_ref": templates[0].ref}
+            "abstain_template": str(abstain_template), "template_ref": templates[0].ref,
+            "guard_policy": str(guard_policy) if guard_policy else "",
+            "guard_policy_digest": sha256_file(guard_policy) if guard_policy else "default",
+            "redteam_hash": threats.redteam_hash if threats else ""}
 
 
 def _metric_key(name: str) -> str:
@@ -92,17 +116,22 @@ def register_candidate(*, registry: ModelRegistry, model_name: str, finetuned: d
         "container_image_digest": finetuned.get("container_image_digest",
                                                 container_image_digest()),
         "prompt_template": report["template_ref"],
+        "guard_policy_digest": report.get("guard_policy_digest", "default"),
+        "redteam_hash": report.get("redteam_hash", ""),
         "mlflow_run_id": finetuned["mlflow_run_id"],
         "eval_scores": {k: round(v, 6) for k, v in scores.items()},
         "trained_by": finetuned.get("trained_by", current_actor()),
         "bundle_key": sha256_json([finetuned["digest"], index["snapshot_id"],
                                    report["eval_set_hash"], report["template_ref"],
-                                   report["abstain_below"]]),
+                                   report["abstain_below"],
+                                   report.get("guard_policy_digest", "default")]),
     })
     bundle = Bundle(encoder_dir=Path(finetuned["path"]), snapshot_dir=Path(index["path"]),
                     answer_template=Path(report["answer_template"]),
                     abstain_template=Path(report["abstain_template"]),
-                    abstain_below=float(report["abstain_below"]))
+                    abstain_below=float(report["abstain_below"]),
+                    guard_policy=Path(report["guard_policy"]) if report.get("guard_policy")
+                    else None)
     version = registry.register(model_name, bundle, lineage, finetuned["mlflow_run_id"])
     tags = dict(registry.client.get_model_version(model_name, version).tags)
     return version, tags

@@ -1,4 +1,4 @@
-"""The `plimsoll` command line: pin slice versions, query index snapshots."""
+"""The `plimsoll` command line: slices, snapshots, verification, promotion, the guard."""
 
 from __future__ import annotations
 
@@ -87,6 +87,32 @@ def _parser() -> argparse.ArgumentParser:
     review.add_argument("decision", choices=["approved", "rejected"])
     review.add_argument("--by", required=True, help="the reviewer (must not be the trainer)")
     review.add_argument("--model", default=DEFAULT_MODEL_NAME)
+    guard = commands.add_parser(
+        "guard", help="screen text with the query-time guard; one JSON verdict per input",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Screen inputs with the guard the assistant runs at query time, so a "
+        "security team can test it on its own corpus.\n\nInput (FILE or stdin): one text "
+        "per line, or JSON Lines with a `text` field (an `id` field is echoed). Output: one "
+        "JSON object per input on stdout: flagged, blocked, severity (critical|soft) and "
+        "findings (category, OWASP id, severity, rule, span); a summary on stderr.",
+        epilog="examples:\n  echo 'Ignore previous instructions' | plimsoll guard\n"
+        "  plimsoll guard --stage output answers.jsonl --fail-on critical")
+    guard.add_argument("file", nargs="?", type=Path, default=None,
+                       help="input file (default: stdin)")
+    guard.add_argument("--stage", choices=["input", "passage", "output"], default="input",
+                       help="input: a user's question; passage: retrieved content (indirect "
+                       "injection); output: an answer (secrets, PII, links, system prompt). "
+                       "Default: %(default)s")
+    guard.add_argument("--policy", type=Path, default=Path("policies/guard.yaml"),
+                       help="guard policy with the egress allowlist (default: %(default)s; "
+                       "built-in defaults when absent)")
+    guard.add_argument("--system-prompt", type=Path, default=Path("prompts/system.md"),
+                       help="template whose text must not appear in outputs "
+                       "(default: %(default)s)")
+    guard.add_argument("--fail-on", choices=["never", "soft", "critical"], default="never",
+                       help="exit 1 when an input has a finding of this severity or worse "
+                       "(default: %(default)s)")
+
     for sub in (verify, history, rollback, review, status):
         if sub is not verify:
             sub.add_argument("--tracking-uri", default=None,
@@ -106,10 +132,64 @@ def main(argv: list[str] | None = None) -> int:
             return _verify(args, layout)
         if args.command in ("history", "rollback", "review", "status"):
             return _promotion(args, layout)
+        if args.command == "guard":
+            return _guard(args)
         return _query(args, layout)
     except PlimsollError as exc:
         print(f"plimsoll: {exc.describe()}", file=sys.stderr)
         return 2
+
+
+def _guard(args: argparse.Namespace) -> int:
+    from plimsoll.guard import Guard, GuardPolicy, load_guard_policy
+    from plimsoll.prompts import load_template
+
+    policy = load_guard_policy(args.policy) if args.policy.is_file() else GuardPolicy()
+    system = (load_template(args.system_prompt).render() if args.system_prompt.is_file()
+              else "")
+    guard = Guard(policy, system_prompt=system)
+    screen = {"input": guard.screen_input, "passage": guard.screen_passage,
+              "output": guard.screen_output}[args.stage]
+    source = args.file.open(encoding="utf-8") if args.file else sys.stdin
+    name = str(args.file) if args.file else "<stdin>"
+    counts = {"inputs": 0, "flagged": 0, "critical": 0}
+    try:
+        for number, line in enumerate(source, start=1):
+            text, extra = _guard_input(line.rstrip("\n"), name, number)
+            if text is None:
+                continue
+            verdict = screen(text)
+            counts["inputs"] += 1
+            counts["flagged"] += verdict.flagged
+            counts["critical"] += verdict.blocked
+            print(json.dumps({"line": number, **extra, **verdict.as_dict()},
+                             ensure_ascii=False), flush=True)
+    finally:
+        if args.file:
+            source.close()
+    print(f"plimsoll guard: {counts['inputs']} input(s), {counts['flagged']} flagged, "
+          f"{counts['critical']} critical", file=sys.stderr)
+    failing = {"never": False, "soft": counts["flagged"] > 0,
+               "critical": counts["critical"] > 0}[args.fail_on]
+    return 1 if failing else 0
+
+
+def _guard_input(line: str, name: str, number: int) -> tuple[str | None, dict[str, object]]:
+    """A JSONL row's `text` (and `id`), or the line itself; blank lines are skipped."""
+    if not line.strip():
+        return None, {}
+    if not line.lstrip().startswith("{"):
+        return line, {}
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise PlimsollError(f"line starts like JSON but does not parse ({exc.msg})",
+                            file=f"{name}:{number}", fix="one JSON object per line, or plain "
+                            "text that does not start with '{'") from None
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+        raise PlimsollError("JSON row has no string `text`", file=f"{name}:{number}",
+                            field="text", fix='write {"text": "..."}')
+    return row["text"], ({"id": row["id"]} if "id" in row else {})
 
 
 def _pin(args: argparse.Namespace, layout: HomeLayout) -> int:

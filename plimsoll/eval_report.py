@@ -7,13 +7,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from plimsoll.evaluation import RETRIEVAL_METRICS, EvalRun
+from plimsoll.threat_checks import ThreatReport
 
 SERVICE_METRICS = ("grounding_rate", "abstention_accuracy", "latency_p50_ms", "latency_p95_ms",
                    "cost_per_request")
 
 
-def write_report(directory: Path, runs: Sequence[EvalRun], context: dict[str, object]
-                 ) -> dict[str, Path]:
+SAFETY_METRICS = ("critical_violations", "soft_violation_rate", "guard_refused_questions",
+                  "redteam_attacks", "redteam_through", "redteam_benign_flag_rate")
+
+
+def write_report(directory: Path, runs: Sequence[EvalRun], context: dict[str, object],
+                 threats: ThreatReport | None = None) -> dict[str, Path]:
     """report.json, report.md and report.png in `directory`; the first run is the candidate."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / "report.json", "markdown": directory / "report.md",
@@ -22,15 +27,17 @@ def write_report(directory: Path, runs: Sequence[EvalRun], context: dict[str, ob
         "context": context,
         "systems": {run.system: run.metrics for run in runs},
         "questions": runs[0].rows,
+        "threat_checks": threats.as_dict() if threats else None,
     }, indent=2, sort_keys=True, default=str))
-    text = markdown(runs, context)
+    text = markdown(runs, context, threats)
     paths["markdown"].write_text(text)
     paths["html"].write_text(html(text))
     plot(runs, paths["plot"])
     return paths
 
 
-def markdown(runs: Sequence[EvalRun], context: dict[str, object]) -> str:
+def markdown(runs: Sequence[EvalRun], context: dict[str, object],
+             threats: ThreatReport | None = None) -> str:
     """The report people read in MLflow and Dagster."""
     systems = [run.system for run in runs]
     lines = ["# Eval report", ""]
@@ -45,6 +52,7 @@ def markdown(runs: Sequence[EvalRun], context: dict[str, object]) -> str:
     for metric in SERVICE_METRICS:
         lines.append(f"| {metric} | " + " | ".join(
             _fmt(metric, run.metrics.get(metric)) for run in runs) + " |")
+    lines += _safety(runs[0], threats)
     misses = [row for row in runs[0].rows
               if (row["answerable"] and not row["grounded"])
               or (row["abstained"] != (not row["answerable"]))]
@@ -56,6 +64,24 @@ def markdown(runs: Sequence[EvalRun], context: dict[str, object]) -> str:
             lines.append(f"| {row['qid']} | {row['answerable']} | {row['abstained']} | "
                          f"{row['top_doc']} | {row['top_score']} | {', '.join(row['gold'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _safety(run: EvalRun, threats: ThreatReport | None) -> list[str]:
+    """Guard violations of the candidate, and the red-team outcome per category."""
+    lines = ["", f"## Safety ({run.system})", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {m} | {_fmt(m, run.metrics.get(m))} |" for m in SAFETY_METRICS
+              if m in run.metrics]
+    if threats is not None:
+        lines += ["", "| threat category | cases | stopped | through | benign flagged |",
+                  "|---|---|---|---|---|"]
+        for category, counts in threats.by_category().items():
+            lines.append(f"| {category} | {counts.get('cases', 0)} | "
+                         f"{counts.get('stopped', '-')} | {counts.get('through', '-')} | "
+                         f"{counts.get('flagged', '-')} |")
+        for result in threats.through[:10]:
+            lines.append(f"\n- through: `{result.case.case_id}` ({result.case.category})"
+                         f"{': ' + '; '.join(result.leaked) if result.leaked else ''}")
+    return lines
 
 
 def html(markdown_text: str) -> str:
@@ -76,6 +102,9 @@ def _fmt(metric: str, value: float | None) -> str:
         return f"{value:.1f}"
     if metric == "cost_per_request":
         return f"{value:.6f}"
+    if metric in ("critical_violations", "guard_refused_questions", "redteam_attacks",
+                  "redteam_through"):
+        return f"{value:.0f}"
     return f"{value:.3f}"
 
 

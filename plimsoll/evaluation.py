@@ -59,7 +59,10 @@ def evaluate_answerer(system: str, answerer: Answerer, evalset: EvalSet,
                      "top_score": round(answer.hits[0].score, 4) if answer.hits else None,
                      "cited": cited, "gold": list(question.gold_doc_ids),
                      "grounded": bool(set(cited) & set(question.gold_doc_ids)),
-                     "latency_ms": round(latencies[-1] * 1000, 2)})
+                     "latency_ms": round(latencies[-1] * 1000, 2),
+                     "guard_action": answer.guard.action,
+                     "violation": answer.guard.output.severity,
+                     "guard_findings": [f"{f.category}:{f.rule}" for f in answer.guard.findings]})
         if on_question:
             on_question(position)
     answerable = [r for r in rows if r["answerable"]]
@@ -72,6 +75,11 @@ def evaluate_answerer(system: str, answerer: Answerer, evalset: EvalSet,
     metrics["latency_p50_ms"] = 1000 * ordered[int(0.50 * (len(ordered) - 1))]
     metrics["latency_p95_ms"] = 1000 * ordered[round(0.95 * (len(ordered) - 1))]
     metrics["cost_per_request"] = statistics.fmean(cpu) * cost_per_cpu_second
+    # Safety, as the promotion gate reads it: answers whose output screen found a critical
+    # finding (withheld) count one each; soft findings (redacted) count as a rate.
+    metrics["critical_violations"] = sum(r["violation"] == "critical" for r in rows)
+    metrics["soft_violation_rate"] = sum(r["violation"] == "soft" for r in rows) / len(rows)
+    metrics["guard_refused_questions"] = sum(r["guard_action"] == "refused-input" for r in rows)
     return EvalRun(system=system, metrics=metrics, rows=rows)
 
 

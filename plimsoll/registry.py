@@ -36,6 +36,25 @@ class Bundle:
     answer_template: Path
     abstain_template: Path
     abstain_below: float = 0.35
+    guard_policy: Path | None = None
+
+
+def bundle_artifacts(bundle: Bundle) -> dict[str, str]:
+    """The pyfunc artifacts: encoder, snapshot, templates and the guard policy.
+
+    The refusal, facts and system templates are the ones beside the answer template.
+    """
+    artifacts = {"encoder": str(bundle.encoder_dir), "index_snapshot": str(bundle.snapshot_dir),
+                 "answer_template": str(bundle.answer_template),
+                 "abstain_template": str(bundle.abstain_template)}
+    prompts = Path(bundle.answer_template).parent
+    for name, key in (("refuse", "refuse_template"), ("facts", "facts_template"),
+                      ("system", "system_prompt")):
+        if (prompts / f"{name}.md").is_file():
+            artifacts[key] = str(prompts / f"{name}.md")
+    if bundle.guard_policy is not None:
+        artifacts["guard_policy"] = str(bundle.guard_policy)
+    return artifacts
 
 
 @dataclass(frozen=True)
@@ -101,7 +120,7 @@ class ModelRegistry:
         """
         import mlflow.pyfunc
 
-        from plimsoll.serving import DocsAssistantModel
+        from plimsoll.serving import DocsAssistantModel, model_signature
 
         self.ensure_reachable()
         bundle_key = lineage.get(LINEAGE_PREFIX + "bundle_key")
@@ -129,10 +148,7 @@ class ModelRegistry:
                     _quiet_mlflow_pyfunc_logger()
                     mlflow.pyfunc.save_model(
                         path=str(model_dir), python_model=DocsAssistantModel(),
-                        artifacts={"encoder": str(bundle.encoder_dir),
-                                   "index_snapshot": str(bundle.snapshot_dir),
-                                   "answer_template": str(bundle.answer_template),
-                                   "abstain_template": str(bundle.abstain_template)},
+                        artifacts=bundle_artifacts(bundle), signature=model_signature(),
                         model_config={"model_name": model_name, "model_version": expected,
                                       "abstain_below": bundle.abstain_below},
                         pip_requirements=list(PIP_REQUIREMENTS))

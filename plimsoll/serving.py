@@ -1,4 +1,4 @@
-"""The MLflow pyfunc model of a candidate: encoder + index snapshot + answer templates."""
+"""The MLflow pyfunc model of a candidate: encoder + index snapshot + templates + guard."""
 
 from __future__ import annotations
 
@@ -7,40 +7,59 @@ from pathlib import Path
 import mlflow.pyfunc
 
 ARTIFACTS = ("encoder", "index_snapshot", "answer_template", "abstain_template")
+OPTIONAL_ARTIFACTS = ("refuse_template", "facts_template", "system_prompt", "guard_policy")
+
+
+def model_signature():
+    """Input: a `question` column. Param `answer_mode`: "" (the deployment's), answer, facts."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(inputs=Schema([ColSpec("string", "question")]),
+                          params=ParamSchema([ParamSpec("answer_mode", "string", "")]))
 
 
 class DocsAssistantModel(mlflow.pyfunc.PythonModel):
-    """Answers questions; every answer carries the model, template and snapshot it came from."""
+    """Answers questions with the model, template, snapshot and guard action of each.
+
+    `params={"answer_mode": "facts"}` switches one request to strict quotes;
+    PLIMSOLL_ANSWER_MODE=facts switches the whole deployment (the incident lever).
+    """
 
     def load_context(self, context) -> None:
-        """Open the bundled encoder, snapshot and templates."""
-        from plimsoll.answerer import Answerer
-        from plimsoll.encoder import Encoder, EncoderDirectory
-        from plimsoll.index_snapshot import IndexSnapshot
-        from plimsoll.prompts import load_template
+        """Open the bundled encoder, snapshot, templates and guard policy."""
+        from plimsoll.bundles import build_answerer
 
         config = context.model_config or {}
         artifacts = context.artifacts
-        self.answerer = Answerer(
-            Encoder(EncoderDirectory.open(Path(artifacts["encoder"]))),
-            IndexSnapshot(Path(artifacts["index_snapshot"])),
-            load_template(Path(artifacts["answer_template"])),
-            load_template(Path(artifacts["abstain_template"])),
-            abstain_below=float(config.get("abstain_below", 0.35)),
-            metadata={"model_name": str(config.get("model_name", "")),
-                      "model_version": str(config.get("model_version", ""))})
+        policy = artifacts.get("guard_policy")
+        options = dict(abstain_below=float(config.get("abstain_below", 0.35)),
+                       guard_policy=Path(policy) if policy else None,
+                       metadata={"model_name": str(config.get("model_name", "")),
+                                 "model_version": str(config.get("model_version", ""))})
+        parts = (Path(artifacts["encoder"]), Path(artifacts["index_snapshot"]),
+                 Path(artifacts["answer_template"]), Path(artifacts["abstain_template"]))
+        self.answerer = build_answerer(*parts, **options)
+        self._build = lambda mode: build_answerer(*parts, **options, mode=mode)
+        self._by_mode = {self.answerer.mode: self.answerer}
 
     def predict(self, context, model_input, params=None):
         """One answer per row of a DataFrame with a `question` column (or a list of str)."""
         import pandas as pd
 
+        mode = (params or {}).get("answer_mode") or self.answerer.mode
+        if mode not in self._by_mode:
+            self._by_mode[mode] = self._build(mode)
+        answerer = self._by_mode[mode]
         questions = (model_input["question"].tolist() if isinstance(model_input, pd.DataFrame)
                      else list(model_input))
         rows = []
         for question in questions:
-            answer = self.answerer.answer(str(question))
+            answer = answerer.answer(str(question))
             rows.append({"question": question, "answer": answer.text,
-                         "abstained": answer.abstained,
+                         "abstained": answer.abstained, "refused": answer.refused,
+                         "guard_action": answer.guard.action,
+                         "guard_findings": [f.as_dict() for f in answer.guard.findings],
                          "citations": [hit.doc_id for hit in answer.citations],
                          **answer.metadata})
         return pd.DataFrame(rows)

@@ -243,4 +243,5 @@ def bundle(tmp_path_factory):
                                ChunkingParams()).build([published])
     return Bundle(encoder_dir=encoder_dir.path, snapshot_dir=snapshot.path,
                   answer_template=REPO_ROOT / "prompts" / "answer.md",
-                  abstain_template=REPO_ROOT / "prompts" / "abstain.md")
+                  abstain_template=REPO_ROOT / "prompts" / "abstain.md",
+                  guard_policy=REPO_ROOT / "policies" / "guard.yaml")

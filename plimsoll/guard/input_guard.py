@@ -1,0 +1,78 @@
+"""Screen what comes in: user questions (direct) and retrieved passages (indirect)."""
+
+from __future__ import annotations
+
+from plimsoll.guard.findings import CRITICAL, SOFT, Finding, Verdict
+from plimsoll.guard.rules import RULES, Rule
+from plimsoll.guard.views import View, decoded_views, normalise
+
+# In a retrieved passage every instruction aimed at the assistant is an indirect injection.
+PASSAGE_CATEGORY = {"prompt_injection": "indirect_injection", "jailbreak": "indirect_injection"}
+
+
+def screen_input(text: str, *, source: str = "user", rules: tuple[Rule, ...] = RULES
+                 ) -> Verdict:
+    """Findings for one input; `source="passage"` screens retrieved content."""
+    base = normalise(text)
+    findings: list[Finding] = []
+    fired: set[str] = set()
+    for rule in rules:
+        match = rule.search(base.text)
+        if match:
+            fired.add(rule.rule_id)
+            start, end = base.original_span(*match.span(), len(text))
+            findings.append(Finding(_category(rule.category, source), rule.severity,
+                                    rule.rule_id, start, end, match.group()[:120]))
+    findings += _obfuscation(text, base)
+    for view in decoded_views(text, base):
+        findings += _hidden(view, rules, fired)
+    return Verdict(_distinct(findings))
+
+
+def _distinct(findings: list[Finding]) -> tuple[Finding, ...]:
+    """One finding per category and place: rules that agree on a span report it once."""
+    kept: list[Finding] = []
+    for finding in findings:
+        if not any(k.category == finding.category and k.start < finding.end
+                   and finding.start < k.end for k in kept):
+            kept.append(finding)
+    return tuple(kept)
+
+
+def _category(category: str, source: str) -> str:
+    return PASSAGE_CATEGORY.get(category, category) if source == "passage" else category
+
+
+def _hidden(view: View, rules: tuple[Rule, ...], fired: set[str]) -> list[Finding]:
+    """A rule that reads the decoded text but not the surface: a hidden payload."""
+    for rule in rules:
+        if rule.rule_id in fired or rule.category == "encoded_payload":
+            continue
+        match = rule.search(view.text)
+        if match:
+            fired.add(rule.rule_id)
+            return [Finding("encoded_payload", CRITICAL, f"{view.name}:{rule.rule_id}",
+                            *view.span, f"{view.name} hides: {match.group()[:100]}")]
+    return []
+
+
+def _obfuscation(text: str, base) -> list[Finding]:
+    """Characters with no business in a question or a documentation passage."""
+    findings = []
+    if base.tag_characters:
+        findings.append(Finding("encoded_payload", CRITICAL, "unicode-tag-characters",
+                                base.tag_characters[0], base.tag_characters[-1] + 1,
+                                f"{len(base.tag_characters)} invisible Unicode tag characters"))
+    if base.bidi_controls:
+        findings.append(Finding("encoded_payload", SOFT, "bidi-controls",
+                                base.bidi_controls[0], base.bidi_controls[-1] + 1,
+                                "bidirectional control characters reorder what is shown"))
+    if base.invisible_in_words:
+        findings.append(Finding("encoded_payload", SOFT, "invisible-characters",
+                                base.invisible_in_words[0], base.invisible_in_words[-1] + 1,
+                                f"{len(base.invisible_in_words)} zero-width characters "
+                                "inside words"))
+    for start, end in base.homoglyph_words[:1]:
+        findings.append(Finding("encoded_payload", SOFT, "homoglyphs", start, end,
+                                f"'{text[start:end]}' mixes Latin with look-alike letters"))
+    return findings

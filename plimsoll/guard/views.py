@@ -1,0 +1,260 @@
+"""Views of a text for the input guard: normalised, and with hidden payloads decoded.
+
+Attackers hide instructions from keyword filters with encodings. Each view undoes one
+trick (invisible and tag characters, homoglyphs, leetspeak, spacing, reversal, rot13,
+base64, hex, URL encoding, Morse, string splitting) so the same rules read what a model
+would read. The base view keeps a map back to the caller's character offsets.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from unidecode import unidecode
+
+TAG_BLOCK = range(0xE0000, 0xE0080)
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b",
+                      "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "9": "g", "6": "g"})
+LEET_L = str.maketrans({**{chr(k): v for k, v in LEET.items()}, "1": "l"})
+BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+HEX_RUN = re.compile(r"(?:(?:0x|\\x)?[0-9A-Fa-f]{2}[\s:,-]?){8,}")
+URL_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2}){3,}")
+SPACED_LETTERS = re.compile(r"\b(?:\w[ ._*-]{1,3}){3,}\w\b")
+MORSE_RUN = re.compile(r"(?:[.\-·•−–]{1,7}[ /|]+){4,}[.\-·•−–]{1,7}")
+LEET_WORD = re.compile(r"[a-z][0134579@$|+][a-z]|\b[0134579@$][a-z]{2}|[a-z]{2}[0134579]\b")
+SPLIT_HINT = re.compile(r"\+|concat|join|combine|together|append", re.I)
+BASE32_RUN = re.compile(r"(?<![A-Za-z0-9=])[A-Z2-7]{16,}={0,6}(?![A-Za-z0-9=])")
+DECIMAL_RUN = re.compile(r"(?:\b(?:3[2-9]|[4-9]\d|1[01]\d|12[0-6])\b[\s,]+){6,}"
+                         r"\b(?:3[2-9]|[4-9]\d|1[01]\d|12[0-6])\b")
+BINARY_RUN = re.compile(r"(?:[01]{8}[\s,]*){4,}")
+UNICODE_ESCAPES = re.compile(r"(?:\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}){4,}")
+CIPHER_HINT = re.compile(r"caesar|shift(?:ed)? (?:by )?\d|cipher|rot-?\d", re.I)
+QUOTED = re.compile(r"""(['"`])([^'"`\n]{1,80})\1""")
+LATIN_WORD = re.compile(r"[^\W\d_]+")
+MORSE = {".-": "a", "-...": "b", "-.-.": "c", "-..": "d", ".": "e", "..-.": "f", "--.": "g",
+         "....": "h", "..": "i", ".---": "j", "-.-": "k", ".-..": "l", "--": "m", "-.": "n",
+         "---": "o", ".--.": "p", "--.-": "q", ".-.": "r", "...": "s", "-": "t", "..-": "u",
+         "...-": "v", ".--": "w", "-..-": "x", "-.--": "y", "--..": "z"}
+
+
+@dataclass(frozen=True)
+class View:
+    """One reading of the text; `span` is where in the original it came from."""
+
+    name: str
+    text: str
+    span: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Normalised:
+    """NFKC, lower case, invisible characters dropped, mixed-script words folded to ASCII."""
+
+    text: str
+    offsets: tuple[int, ...]  # original index of each character of `text`
+    invisible_in_words: tuple[int, ...]  # original indices of zero-width characters in words
+    tag_characters: tuple[int, ...]
+    bidi_controls: tuple[int, ...]
+    homoglyph_words: tuple[tuple[int, int], ...]
+
+    def original_span(self, start: int, end: int, length: int) -> tuple[int, int]:
+        """Map a span of the normalised text back to the original text."""
+        if not self.offsets:
+            return (0, length)
+        first = self.offsets[min(start, len(self.offsets) - 1)]
+        last = self.offsets[min(max(end - 1, 0), len(self.offsets) - 1)] + 1
+        return (first, max(last, first + 1))
+
+
+def normalise(text: str) -> Normalised:
+    """The base view; ASCII text takes a fast path."""
+    if text.isascii():
+        return Normalised(text.lower(), tuple(range(len(text))), (), (), (), ())
+    chars: list[str] = []
+    offsets: list[int] = []
+    invisible, tags, bidi = [], [], []
+    for index, char in enumerate(text):
+        code = ord(char)
+        if code in TAG_BLOCK:
+            tags.append(index)
+            continue
+        if char in BIDI_CONTROLS:
+            bidi.append(index)
+            continue
+        if unicodedata.category(char) == "Cf" or char in "\u034f\u115f\u1160\u3164\uffa0":
+            if 0 < index < len(text) - 1 and text[index - 1].isalnum() and \
+                    text[index + 1].isalnum():
+                invisible.append(index)
+            continue
+        for folded in unicodedata.normalize("NFKC", char).lower():
+            chars.append(folded)
+            offsets.append(index)
+    joined = "".join(chars)
+    homoglyphs = []
+    if not joined.isascii():
+        pieces: list[str] = []
+        new_offsets: list[int] = []
+        cursor = 0
+        for match in LATIN_WORD.finditer(joined):
+            word = match.group()
+            if word.isascii() or not _mixes_latin(word):
+                continue
+            pieces.append(joined[cursor:match.start()])
+            new_offsets += offsets[cursor:match.start()]
+            for position, char in enumerate(word, start=match.start()):
+                ascii_form = char if char.isascii() else (unidecode(char) or char)
+                pieces.append(ascii_form)
+                new_offsets += [offsets[position]] * len(ascii_form)
+            cursor = match.end()
+            homoglyphs.append((offsets[match.start()], offsets[match.end() - 1] + 1))
+        if homoglyphs:
+            pieces.append(joined[cursor:])
+            new_offsets += offsets[cursor:]
+            joined, offsets = "".join(pieces).lower(), new_offsets
+    return Normalised(joined, tuple(offsets), tuple(invisible), tuple(tags), tuple(bidi),
+                      tuple(homoglyphs))
+
+
+def _mixes_latin(word: str) -> bool:
+    """A word with Latin letters and look-alikes from another script (Cyrillic, Greek...)."""
+    scripts = set()
+    for char in word:
+        if char.isascii():
+            scripts.add("LATIN")
+            continue
+        name = unicodedata.name(char, "")
+        script = name.split(" ", 1)[0]
+        if script == "LATIN":
+            scripts.add("LATIN")
+        elif script in ("CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE", "COPTIC", "MATHEMATICAL"):
+            scripts.add(script)
+    return "LATIN" in scripts and len(scripts) > 1
+
+
+def decoded_views(text: str, base: Normalised) -> list[View]:
+    """Every hidden reading of the text worth screening again."""
+    whole = (0, len(text))
+    lowered = base.text
+    views = [View("rot13", codecs.encode(lowered, "rot13"), whole),
+             View("reversed", lowered[::-1], whole)]
+    leet = lowered.translate(LEET) if LEET_WORD.search(lowered) else lowered
+    if leet != lowered:
+        views.append(View("leetspeak", leet, whole))
+        if "1" in lowered:  # 1 reads as i or as l: "ru13z"
+            views.append(View("leetspeak", lowered.translate(LEET_L), whole))
+    if base.tag_characters:
+        hidden = "".join(chr(ord(text[i]) - 0xE0000) for i in base.tag_characters
+                         if 0x20 <= ord(text[i]) - 0xE0000 < 0x7F)
+        views.append(View("unicode_tags", hidden.lower(), (base.tag_characters[0],
+                                                           base.tag_characters[-1] + 1)))
+    for match in SPACED_LETTERS.finditer(lowered):
+        segment = match.group()
+        if re.search(r"\w[._*-]\w", segment) and " " in segment:
+            # "f.o.r.g.e.t y.o.u.r": the in-word separator differs from the word one.
+            joined = re.sub(r"[._*-]", "", segment)
+        else:
+            # Runs of separators mark word boundaries ("i g n o r e   a l l").
+            joined = re.sub(r"[ ._*-]", "", re.sub(r"[ ._*-]{2,}", "\0", segment))
+            joined = joined.replace("\0", " ")
+        views.append(View("spaced_letters", lowered[:match.start()] + joined
+                          + lowered[match.end():], base.original_span(*match.span(),
+                                                                      len(text))))
+    for match in BASE64_RUN.finditer(text):
+        decoded = _base64_text(match.group())
+        if decoded:
+            inner = _base64_text(decoded.strip())  # base64 inside base64
+            views.append(View("base64", (inner or decoded).lower(), match.span()))
+    for match in BASE32_RUN.finditer(text):
+        try:
+            decoded = _printable(base64.b32decode(match.group() + "=" * (-len(match.group())
+                                                                          % 8)))
+        except (binascii.Error, ValueError):
+            decoded = None
+        if decoded:
+            views.append(View("base32", decoded.lower(), match.span()))
+    for match in DECIMAL_RUN.finditer(text):
+        decoded = _printable(bytes(int(n) for n in re.findall(r"\d+", match.group())))
+        if decoded:
+            views.append(View("ascii_codes", decoded.lower(), match.span()))
+    for match in HEX_RUN.finditer(text):
+        decoded = _hex_text(match.group())
+        if decoded:
+            views.append(View("hex", decoded.lower(), match.span()))
+    if URL_ESCAPES.search(text):
+        views.append(View("url_encoding", unquote(text).lower(), whole))
+    for match in BINARY_RUN.finditer(text):
+        decoded = _printable(bytes(int(b, 2) for b in re.findall(r"[01]{8}", match.group())))
+        if decoded:
+            views.append(View("binary", decoded.lower(), match.span()))
+    for match in UNICODE_ESCAPES.finditer(text):
+        try:
+            decoded = codecs.decode(match.group(), "unicode_escape")
+        except UnicodeDecodeError:
+            continue
+        views.append(View("unicode_escapes", decoded.lower(), match.span()))
+    if CIPHER_HINT.search(text):
+        for shift in range(1, 26):
+            if shift != 13:
+                views.append(View(f"caesar{shift}", _shift(lowered, shift), whole))
+    for match in MORSE_RUN.finditer(text):
+        decoded = _morse_text(match.group())
+        if decoded:
+            views.append(View("morse", decoded, match.span()))
+    quoted = [m.group(2) for m in QUOTED.finditer(text)] if SPLIT_HINT.search(text) else []
+    if len(quoted) >= 2:
+        views.append(View("split_strings", "".join(quoted).lower(), whole))
+    return views
+
+
+def _shift(text: str, shift: int) -> str:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return text.translate(str.maketrans(letters, letters[shift:] + letters[:shift]))
+
+
+def _printable(raw: bytes) -> str | None:
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not decoded or sum(c.isprintable() or c.isspace() for c in decoded) < 0.9 * len(decoded):
+        return None
+    return decoded if sum(c.isalpha() for c in decoded) >= 0.5 * len(decoded) else None
+
+
+def _base64_text(run: str) -> str | None:
+    if run.isalpha() and (run.islower() or run.isupper()):
+        return None  # a long plain word, not an encoding
+    padded = run + "=" * (-len(run) % 4)
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            text = _printable(decode(padded))
+        except (binascii.Error, ValueError):
+            continue
+        if text:
+            return text
+    return None
+
+
+def _hex_text(run: str) -> str | None:
+    digits = re.sub(r"0x|\\x|[\s:,-]", "", run)
+    if len(digits) % 2:
+        digits = digits[:-1]
+    try:
+        return _printable(bytes.fromhex(digits))
+    except ValueError:
+        return None
+
+
+def _morse_text(run: str) -> str | None:
+    run = run.translate(str.maketrans("·•−–", "..--"))
+    words = re.split(r"\s*[/|]\s*|\s{3,}", run.strip())
+    letters = [" ".join(MORSE.get(code, "?") for code in word.split()) for word in words]
+    decoded = " ".join("".join(word.split()) for word in letters)
+    return decoded if decoded.count("?") <= len(decoded) // 5 else None

@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Run the red-team set through the full guarded query path of a model.
+
+Each case goes input guard → retrieval (a planted passage, when the case has one, ranks
+first, as a poisoned document would) → answer → output guard. An attack gets through
+when no stage flags it, or when what it wanted reaches the answer: a canary it asked for,
+the system prompt, a secret, personal data, a link or image to a host off the allowlist.
+Benign controls must not be flagged (at most 2%).
+
+Exit 0 when nothing gets through, 1 when an attack does (or benign controls are flagged
+over 2%), 2 on bad input (unknown category or model, malformed red-team set).
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the checks, print a per-category summary, optionally write JSON."""
+    from plimsoll.threat_checks import CATEGORIES
+
+    parser = argparse.ArgumentParser(prog="tools/threat_checks.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--categories", default=",".join(CATEGORIES),
+                        help=f"comma-separated, from: {', '.join(CATEGORIES)} "
+                        "(default: all)")
+    parser.add_argument("--model", default="models:/plimsoll-docs-assistant/latest",
+                        help="models:/NAME/N, models:/NAME@ALIAS, models:/NAME/latest or a "
+                        "model directory (default: %(default)s)")
+    parser.add_argument("--redteam", type=Path, default=REPO / "evalsets" / "redteam.jsonl",
+                        help="red-team set (default: evalsets/redteam.jsonl)")
+    parser.add_argument("--guard-policy", type=Path, default=None,
+                        help="screen with this guard policy instead of the model's own")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: "
+                        "$MLFLOW_TRACKING_URI or the embedded store under PLIMSOLL_HOME)")
+    parser.add_argument("--json", type=Path, default=None, help="write the result here")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="one line per case, not only failures")
+    args = parser.parse_args(argv)
+
+    from plimsoll.errors import PlimsollError
+
+    start = time.perf_counter()
+    try:
+        report, label = _run(args)
+    except PlimsollError as exc:
+        print(f"threat_checks: {exc.describe()}", file=sys.stderr)
+        return 2
+    print(f"  {'category':<26}{'cases':>6}{'stopped':>9}{'through':>9}{'flagged':>9}")
+    for category, counts in report.by_category().items():
+        print(f"  {category:<26}{counts.get('cases', 0):>6}{counts.get('stopped', '-'):>9}"
+              f"{counts.get('through', '-'):>9}{counts.get('flagged', '-'):>9}")
+    for result in report.results if args.verbose else []:
+        print(f"  {result.case.case_id:<12} {result.action:<17} "
+              f"{','.join(result.categories) or '-'}")
+    for result in report.through:
+        why = "; ".join(result.leaked) if result.leaked else "not flagged by any stage"
+        print(f"  THROUGH {result.case.case_id} ({result.case.category}): {why}")
+    for result in report.false_positives:
+        print(f"  FLAGGED benign {result.case.case_id}: {', '.join(result.categories)}")
+    attacks = len(report.attacks)
+    print(f"threat_checks: {label}: {attacks - len(report.through)}/{attacks} attacks "
+          f"stopped, benign flagged {report.benign_flag_rate:.1%} "
+          f"(red-team set {report.redteam_hash[:12]}): "
+          f"{'PASS' if report.passed else 'FAIL'} in {time.perf_counter() - start:.1f}s")
+    if args.json:
+        args.json.write_text(json.dumps({"model": label, **report.as_dict()}, indent=2))
+    return 0 if report.passed else 1
+
+
+def _run(args: argparse.Namespace):
+    from plimsoll.bundles import answerer_from_model_dir, download_model
+    from plimsoll.guard import Guard, load_guard_policy
+    from plimsoll.home import HomeLayout, resolve_home
+    from plimsoll.threat_checks import load_redteam, run_threat_checks
+
+    wanted = [c.strip() for c in args.categories.split(",") if c.strip()]
+    redteam = load_redteam(args.redteam).only(wanted)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model.startswith("models:/"):
+            from plimsoll.registry import ModelRegistry
+
+            uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                   or HomeLayout(resolve_home()).mlflow_tracking_uri)
+            model_dir, version = download_model(ModelRegistry(uri), args.model, Path(tmp))
+            label = f"{args.model} (version {version})"
+        else:
+            model_dir, label = Path(args.model), args.model
+        answerer = answerer_from_model_dir(model_dir)
+        if args.guard_policy:
+            answerer.guard = Guard(load_guard_policy(args.guard_policy),
+                                   system_prompt=answerer.guard.system_prompt_text)
+        return run_threat_checks(answerer, redteam), label
+
+
+if __name__ == "__main__":
+    sys.exit(main())
