@@ -145,6 +145,7 @@ class ModelRegistry:
                     # We pickle a class importable from plimsoll, not ad-hoc code.
                     warnings.filterwarnings("ignore", message=".*CloudPickle.*")
                     warnings.filterwarnings("ignore", message=".*type hints.*")
+                    warnings.filterwarnings("ignore", message=".*input example.*")
                     _quiet_mlflow_pyfunc_logger()
                     mlflow.pyfunc.save_model(
                         path=str(model_dir), python_model=DocsAssistantModel(),

@@ -19,9 +19,11 @@ SEP = r"[\W_]+"
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
-    out, in_class, escaped = [], False, False
-    for char in pattern:
-        if escaped:
+    out, in_class, escaped, skip = [], False, False, False
+    for index, char in enumerate(pattern):
+        if skip:
+            skip = False
+        elif escaped:
             out.append(char)
             escaped = False
         elif char == "\\":
@@ -33,6 +35,9 @@ def _compile(pattern: str) -> re.Pattern[str]:
         elif char == "]" and in_class:
             out.append(char)
             in_class = False
+        elif char == " " and not in_class and pattern[index + 1:index + 2] == "?":
+            out.append(r"[\W_]*")
+            skip = True
         elif char == " " and not in_class:
             out.append(SEP)
         elif char == "~" and not in_class:
@@ -145,7 +150,7 @@ WEAK_OVERRIDE = r"(?:skip|drop|remove|reset|clear|turn off|switch off|delete|dis
 OWN_RULES = (r"(?:your|previous\w*|prior|above|earlier|preceding|initial|original|system|"
              r"safety|ethical|moral|built-in|programmed|hidden|developer)")
 POINTING = (r"(?:previous\w*|prior|above|earlier|preceding|foregoing|initial|original|former|"
-            r"old|existing|current|given|your|all|any|every|those|these|system|safety|"
+            r"old|existing|current|given|your|all|any|every|system|safety|"
             r"ethical|moral|developer|hidden|built-in|programmed|pre-?set|official|openai|"
             r"anthropic|content|standard|ur|yr|operator'?s?|developer'?s?|creator'?s?|"
             r"admin'?s?|the system'?s?)")
@@ -174,7 +179,12 @@ EXTRACT = (r"(?:reveal\w*|show\w*|print\w*|display\w*|output\w*|repeat\w*|recit\
            r"translat\w*|summari[sz]\w*|paraphras\w*|encod\w*|state|provide|return|type|"
            r"read|quote|render|send|export|reproduc\w*|rephras\w*|rewrit\w*|describe|"
            r"explain|put|format|convert|what (?:is|are|was|were)|what'?s|whats|tell me about|"
-           r"access|see|know|let me see|are there|do you have)")
+           r"access|see|know|let me see|are there|do you have|emit|produce|surface)")
+EXTRACT_COMMAND = (r"(?:reveal\w*|show\w*|print\w*|display\w*|output\w*|repeat\w*|recit\w*|"
+                   r"tell|give|share|dump|leak|expose|disclos\w*|spell|paste|copy|echo|"
+                   r"translat\w*|summari[sz]\w*|paraphras\w*|encod\w*|state|provide|return|"
+                   r"quote|reproduc\w*|rephras\w*|rewrit\w*|emit|what (?:is|are|was|were)|"
+                   r"what'?s|whats|write (?:out|down|back))")
 SECRET_ADJ = (r"(?:system|initial|original|hidden|secret|internal|developer|pre|meta|"
               r"starting|opening|underlying|confidential|private|verbatim|exact|full|"
               r"complete|entire|first|base|core|real|actual|true|raw)")
@@ -195,8 +205,8 @@ DESTINATION = (r"(?:to|at|into|via|onto|using) (?:this|my|the following|an?|our|
                r"webhook|api|domain|site|website|link|host|ip|discord|slack|telegram|"
                r"pastebin|ngrok|requestbin|form|bucket|https?)")
 SENSITIVE = (r"(?:(?:the|this|our|my|your|entire|full|whole|previous|complete|all|every)"
-             r" (?:\w+ )?(?:conversation|chat|history|transcript|dialog(?:ue)?|session|"
-             r"messages|system prompt|instructions|context|prompt)|"
+             r" (?:\w+ )?(?:conversation|chat|history|transcript|dialog(?:ue)?|"
+             r"messages|system prompt)|"
              r"your (?:\w+ )?(?:secrets?|api ?keys?|credentials|passwords?|tokens?|"
              r"environment|env|config\w*|keys|memory|data)|"
              r"(?:user|users|customer|customers|other users?|other people)'?s? (?:\w+ )?"
@@ -259,7 +269,7 @@ RULES: tuple[Rule, ...] = (
          r"<\|?(?:im_start|im_end|endoftext|system|assistant|user|start_header_id|"
          r"end_header_id|eot_id|begin_of_text)\|?>|\[/?(?:inst|sys|system)\]|<</?sys>>|"
          r"(?:^|\n)\s*#{2,}\s*(?:system|instructions?|new (?:instructions?|task)|admin|"
-         r"developer|override|response)\b|\"role\"\s*:\s*\"(?:system|developer)\"|"
+         r"developer|override|response)\b|"
          r"(?:^|[\n.!?]\s*|\s)\(?(?:system|admin|administrator|developer|operator|root|"
          r"openai|anthropic|security team|moderator)(?:\s(?:message|prompt|override|"
          r"instructions?|note|update|notice|command|alert|directive))\)?\s*:|"
@@ -288,7 +298,10 @@ RULES: tuple[Rule, ...] = (
               r"don'?t|do not|never|every)\b"),
     rule("completion-priming", "prompt_injection",
          r"\b(?:sure|certainly|of course|absolutely),? here (?:is|are) (?:the |my |your )?"
-         r"(?:system prompt|instructions|password|secret|unfiltered|uncensored|hidden)"),
+         r"(?:system prompt|instructions|password|secret|unfiltered|uncensored|hidden)|"
+         r"(?:sure|certainly|of course|absolutely),? here (?:is|are) .{0,60}(?:restrictions "
+         r"removed|without restrictions|unfiltered|uncensored|no restrictions|jailbroken|"
+         r"filters? (?:off|removed|disabled))"),
     rule("authority-claim", "prompt_injection",
          r"\b(?:i am|i'm|im|this is|as|speaking as) (?:your|the|an?) (?:\w+ ){0,2}?"
          r"(?:developer|creator|admin\w*|operator|owner|maintainer|engineer|programmer|"
@@ -299,11 +312,13 @@ RULES: tuple[Rule, ...] = (
     rule("override-multilingual", "prompt_injection",
          r"\b(?:ignorier\w*|vergiss\w*|vergessen|missacht\w*|uberseh\w*|übersieh|ignorez|"
          r"ignore[rz]?|oublie[rz]?|oubliez|ignora\w*|olvida\w*|dimentica\w*|esquec\w*|"
-         r"esqueça|negeer|vergeet|игнорир\w*|проигнорир\w*|забудь\w*|не обращай)"
+         r"esqueça|negeer|vergeet|игнорир\w*|проигнорир\w*|забудь\w*|не обращай|"
+         r"ne tien[sn]? plus compte|ne tenez plus compte|fais abstraction|haz caso omiso)"
          r"(?:\W+\w+){0,4}?\W+(?:\w*anweisung\w*|\w*instruktion\w*|\w*regeln|befehle|"
          r"\w*vorgaben|"
          r"alles|instructions|consignes|règles|regles|directives|tout|instrucciones|"
          r"reglas|indicaciones|todo|istruzioni|regole|tutto|instruções|instrucoes|regras|"
+         r"consignes pr[ée]c[ée]dentes|"
          r"tudo|instructies|regels|alles|инструкци\w*|правил\w*|указани\w*|всё|все)\b"),
     rule("override-cjk", "prompt_injection",
          r"(?:忽略|忽视|无视|忘记|忘掉|不要理会|無視|忘れ|무시|잊어)"
@@ -316,10 +331,11 @@ RULES: tuple[Rule, ...] = (
     rule("extract-multilingual", "system_prompt_extraction",
          r"\b(?:zeig\w*|gib|nenne|verrat\w*|wiederhol\w*|montre\w*|révèle\w*|revele\w*|"
          r"répète\w*|repete\w*|muestra\w*|revela\w*|repite\w*|mostra\w*|rivela\w*|"
-         r"ripeti\w*|toon|herhaal|покажи|раскрой|повтори|выведи)"
+         r"ripeti\w*|toon|herhaal|покажи|раскрой|повтори|выведи|recopi\w*|copie\w*)"
          r"(?:\W+\w+){0,3}?\W+(?:system-?prompt\w*|systemanweisung\w*|anweisungen|"
          r"instructions|consignes|invite système|prompt (?:du )?système|instrucciones|"
          r"prompt del sistema|istruzioni|prompt di sistema|instruções|instrucoes|"
+         r"message syst[èe]me|mensaje del sistema|messaggio di sistema|"
          r"prompt do sistema|instructies|systeemprompt|системн\w* (?:промпт|подсказк\w*|"
          r"инструкци\w*)|инструкци\w*|passwort|mot de passe|contraseña|contrasena|"
          r"password|senha|wachtwoord|пароль)\b|(?:系统提示|系統提示|系统指令|初始指令|"
@@ -382,13 +398,14 @@ RULES: tuple[Rule, ...] = (
          unless=BENIGN_MODE_CONTEXT),
     rule("stay-in-character", "jailbreak",
          r"\b(?:stay|remain|keep|never break|don'?t break|do not break|never leave|"
-         r"never drop|don'?t drop)(?: in)? (?:the )?character\b|\bbreak(?:ing)? character\b"),
+         r"never drop|don'?t drop)(?: in)? (?:the )?character\b|\bbreak(?:ing)? character\b|"
+         r"\bbreak\w* the fourth wall\b"),
     rule("refusal-suppression", "jailbreak",
          r"\b(?:never|don'?t|do not|must not|mustn'?t|can ?not|can'?t|won'?t|will not|"
          r"are not allowed to|aren'?t allowed to|not permitted to|forbidden to|"
          r"no longer)\b (?:ever |allowed to |able to )?(?:refus\w*|declin\w*|reject\w*|say (?:no|"
          r"sorry|you can'?t|i can'?t|that you can'?t|that you cannot|\"?i'?m sorry)|"
-         r"apologi[sz]e|add (?:any )?(?:warnings?|disclaimers?|caveats?|notes? of caution)|"
+         r"apologi[sz]e|add\w* (?:any )?(?:warnings?|disclaimers?|caveats?|notes? of caution)|"
          r"moraliz\w*|moralis\w*|lecture|censor|mention (?:ethics|safety|legality|your "
          r"(?:guidelines|rules|policies)))\b"),
     rule("without-caveats", "jailbreak",
@@ -405,6 +422,11 @@ RULES: tuple[Rule, ...] = (
     rule("grandma", "jailbreak",
          r"\b(?:grandma|grandmother|granny|nana|deceased|late) .{0,80}\b(?:used to|would|"
          r"always|'d) (?:tell|read|say|sing|recite|explain|whisper|describe|give)"),
+    rule("bedtime-story", "jailbreak",
+         r"\b(?:bedtime stor\w*|lull\w* me to sleep|used to (?:tell|read|recite|sing|"
+         r"whisper)|would (?:tell|read|recite|sing) me)\b",
+         also=r"\b(?:grandma|grandpa|grandmother|grandfather|granny|nana|late|deceased|"
+              r"retired|uncle|aunt|hacker|chemist|tester)\b"),
     rule("fiction-frame", "jailbreak",
          r"\b(?:story|novel|screenplay|movie|script|fiction|fictional|roleplay|game|play|"
          r"poem|song|fan ?fic\w*|dialogue|scene)\b.{0,160}\b(?:character|villain|"
@@ -420,7 +442,7 @@ RULES: tuple[Rule, ...] = (
 
     # --- system prompt extraction (LLM07) -------------------------------------------------
     rule("extract-system-prompt", "system_prompt_extraction",
-         rf"\b{EXTRACT}\b(?:[^\w.?!]+\w+){{0,4}}?[^\w.?!]+(?:your|the|its|my|all|those|these|"
+         rf"\b{EXTRACT_COMMAND}\b(?:[^\w.?!]+\w+){{0,4}}?[^\w.?!]+(?:your|the|its|my|all|those|these|"
          rf"that|this|any|of|me|us|back|out|in)?(?:[^\w.?!]+\w+){{0,2}}?[^\w.?!]*{SECRET_ADJ}[\s-]*"
          rf"(?:\w+[\s-]+)?{PROMPT_NOUN}\b",
          also=r"\b(?:system[\s-]*(?:prompt|message|instructions?)|your|initial (?:prompt|"
@@ -504,7 +526,8 @@ RULES: tuple[Rule, ...] = (
     rule("ai-reading-this", "indirect_injection",
          rf"\b{ASSISTANT} (?:that is |who is |which is |that's |currently |now |is |are )?"
          r"(?:reading|processing|summari[sz]ing|parsing|ingesting|analy[sz]ing|viewing|"
-         r"crawling|indexing|answering|retrieving|seeing|handling|scanning|reviewing)"
+         r"crawling|indexing|answering|retrieving|seeing|handling|scanning|reviewing|"
+         r"quoting|citing|using|explaining|translating)"
          r" (?:this|these|the following|my)\b"),
     rule("any-ai-must", "indirect_injection",
          rf"\b(?:any|all|every|each) {ASSISTANT} (?:must|should|shall|will|needs? to|is "
@@ -534,7 +557,8 @@ RULES: tuple[Rule, ...] = (
          r"\bwhen(?:ever)? (?:a |the |any |someone |anyone )?(?:\w+ )?(?:user|shopper|customer|"
          r"reader|visitor|person|human|someone|anyone|people)s? (?:next )?(?:asks?|requests?|"
          r"opens?|quer\w+|wants?|searches|looks)\b.{0,80}\b(?:tell|say|state|recommend|"
-         r"respond|reply|answer|inform|direct|send|draft|claim|insist|reply)\b"),
+         r"respond|reply|answer|inform|direct|send|draft|claim|insist|reply|accept|share|"
+         r"post|forward|approve|delete|grant|invite)\b"),
     rule("vocative-order", "indirect_injection",
          r"(?:^|[\n.!?>:]\s*|<!--\s*)(?:hey |dear |attention |note:? |psst,? )?"
          r"(?:ai|assistant|chat ?bot|bot|llm|model|gpt|chatgpt|claude|copilot|gemini|"
@@ -558,22 +582,23 @@ RULES: tuple[Rule, ...] = (
          r"[^)\s]{0,40}(?:\{|\[|<|%7b|\$)"),
     rule("url-with-data", "data_exfiltration",
          r"(?:https?://|www\.)[^\s\"')>]{0,200}[?&/=][^\s\"')>]{0,80}(?:\{[^}\s]{0,40}\}|"
-         r"\[[a-z_ ]{2,40}\]|<[a-z_ ]{2,40}>|\$\w+|%7b)"),
+         r"\[[a-z_ ]{2,40}\]|<[a-z_ ]{2,40}>|\$\w+|%7b)|https?://(?:<[a-z_ ]{2,40}>|"
+         r"\{[^}\s]{1,40}\})|[?&][\w-]+=(?:user_?email|e-?mail|session_?token|token|"
+         r"password|api_?key|secret|cookie|conversation|history|prompt|chat|messages?)\b"),
     rule("send-to-destination", "data_exfiltration",
          rf"\b(?:send|post|upload|forward|transmit|exfiltrat\w*|e-?mail|mail|leak|submit|"
          rf"sync|beacon|ping|report|relay|deliver|copy|transfer|publish|push|pipe|"
-         rf"encode|append|attach|include|embed|insert|add|put|log|share|dump|fetch|load|"
-         rf"request|visit|call|curl|wget|render|translat|convert|turn|place|"
+         rf"encode|append|attach|include|embed|insert|add|put|share|dump|"
+         rf"curl|wget|render|translat|convert|turn|place|"
          rf"make a (?:get|post) request)\w*\b.{{0,120}}"
          rf"{SENSITIVE}|\b{SENSITIVE}.{{0,120}}\b(?:send|post|upload|forward|transmit|"
-         rf"e-?mail|leak|submit|deliver|copy|transfer|publish|push|append|attach|include|"
-         rf"embed|insert|add|put|encode)\w*\b",
+         rf"leak|submit|deliver|transfer|publish|push|exfiltrat)\w*\b",
          also=rf"{DESTINATION}|https?://|\bwww\.|\b\w+\.(?:com|net|org|io|xyz|ru|cn|tk|"
-              rf"site|online|app|dev|me|info|biz|top)\b|@\w+\.\w+|\b(?:in|into|inside) "
-              rf"(?:the |a |an |each |every )?(?:url|link|image|query|answer|response|"
-              rf"reply|output|markdown)",
+              rf"site|online|app|dev|me|info|biz|top)\b|@[\w-]+\.\w+|\b(?:in|into|inside) "
+              rf"(?:the |a |an |each |every )?(?:url|link|image|query|markdown)",
          unless=r"\b(?:do not|don'?t|never|please don'?t|must not|should not|never) "
-                r"(?:include|send|post|share|paste|email|upload|put)\b"),
+                r"(?:include|send|post|share|paste|email|upload|put)\b|\byour[_-]\w+|"
+                r"your-token-here"),
     rule("dump-secrets", "data_exfiltration",
          r"\b(?:print|dump|list|show|reveal|output|give|tell|display|expose|share|return|"
          r"leak|read|echo|send|what (?:is|are)|what'?s|paste|cat|enumerate|extract|"
@@ -655,14 +680,15 @@ RULES: tuple[Rule, ...] = (
 RULES += (
     # --- more shapes of the same intents (seen in red-team corpora) -----------------------
     rule("rules-void", "prompt_injection",
-         r"\b(?:rules|instructions?|restrictions?|context|prompt|guidelines|policies|setup|"
+         r"\b(?:rules|instructions?|restrictions?|prompt|guidelines|policies|setup|"
          r"configuration|role|task|limitations|constraints|filters|documentation[- ]only"
          r"(?: \w+)?|what(?:ever)? (?:you were|you've been|you have been) (?:set up|told|"
          r"configured|"
          r"instructed|programmed) to do|the text that configured you)\b.{0,60}?(?:(?:\bno "
          r"longer|\bnot|n['’]t|\bnever) (?:\w+ )?(?:appl\w*|valid|matter\w*|exist\w*|relevant|"
-         r"binding|in effect|count\w*|hold)|never existed|(?:is|are) (?:void|cancel\w*|"
-         r"lifted|suspended|gone|over))\b",
+         r"binding|in effect|count\w*|hold)|never existed|(?:is|are) (?:\w+ )?(?:void|"
+         r"cancel\w*|lifted|suspended|gone|over|outdated|obsolete|expired|"
+         r"superseded|replaced|revoked|null|meaningless|concluded|finished|complete))\b",
          also=r"\b(?:you|your|ur|now|anymore|any more|here|this|these)\b"),
     rule("override-received", "prompt_injection",
          rf"\b{OVERRIDE} (?:the |any |all )?(?:\w+ )?{INSTRUCTIONS} (?:that )?(?:you (?:received|"
@@ -718,6 +744,10 @@ RULES += (
          r"(?:make|build|assemble) (?:a |an )?(?:bomb|explosive|pipe bomb)|bomb maker|"
          r"methamphetamine|nerve agent|toxic gas|skim credit cards|card skimmer|clone a sim|"
          r"silencer|suppressor for (?:a |an )?(?:gun|firearm|rifle|pistol)|shoplift\w*|"
+         r"privilege[- ]escalation (?:chain|exploit)|dump\w* lsass|lsass memory|disable "
+         r"(?:windows )?defender|edr (?:agent|bypass)|dropper|pick (?:a |the )?(?:pin-tumbler )?"
+         r"lock|lock ?pick\w*|siphon\w* (?:the )?(?:customer )?database|clone an? rfid|"
+         r"sql injection strings|"
          r"fake (?:vaccination|vaccine|doctor'?s note|reviews?|id|passport)|"
          r"bypass (?:a |the )?(?:software )?licen[cs]e (?:check|key|validation)|crack\w* "
          r"(?:a |the )?(?:software|licen[cs]e|wifi|wlan|password)|"
@@ -730,13 +760,16 @@ RULES += (
     rule("rules-operating-under", "system_prompt_extraction",
          r"\b(?:rules|instructions|guidelines|constraints|directives|policies|"
          r"document|text|prompt|message|onboarding \w+)s? (?:that )?(?:you(?:'re| are|re) "
-         r"(?:operating|running|working|bound|functioning) (?:under|by|with)|(?:you were|"
+         r"(?:operating|running|working|bound|functioning) (?:under|by|with)|you (?:operate|"
+         r"run|work|function|abide) (?:under|by|with)|(?:the \w+ )?gave you|(?:you were|"
          r"you've been|you have been|that you were|you got) (?:given|told|trained|provided|"
          r"configured|programmed|fed|loaded|initiali[sz]ed))\b"),
     rule("your-system-prompt", "system_prompt_extraction",
-         r"\b(?:your|ur|yr) (?:own )?(?:system[ -]?(?:prompt|message|instructions?)|"
-         r"(?:initial|hidden|original|secret|internal|pre-?set|pre) (?:prompt|instructions?|"
-         r"rules|message|guidelines))\b"),
+         r"\b(?:your|ur|yr) (?:own )?(?:raw )?(?:system[ -]?(?:prompt|message|instructions?)|"
+         r"(?:initial|hidden|original|secret|internal|pre-?set|pre|setup|developer|starting|"
+         r"boot|configuration|initiali[sz]ation) (?:prompt|instructions?|rules|message|"
+         r"guidelines|text|brief\w*|configuration))\b|\bthe part (?:the user|i|you) "
+         r"(?:can'?t|cannot|can not|don'?t|do not) see\b"),
     rule("verbatim-instructions", "system_prompt_extraction",
          r"\b(?:instructions|prompt|rules|guidelines|directives|configuration)\b.{0,40}"
          r"\b(?:verbatim|word for word|exactly as (?:written|given)|no paraphras\w*)\b|"
@@ -754,13 +787,14 @@ RULES += (
          r"you(?:'re| are)|you were|you've been|you have been) (?:configured|set up|given|"
          r"using|running|provisioned|loaded|deployed) with\b"),
     rule("read-sensitive-files", "data_exfiltration",
+         r"\b(?:cat|print|paste|dump|show|send|upload|read|fetch|open|contents of|output|"
+         r"display|give me|share|curl|wget|get|leak|exfiltrate|what'?s in|what is in|"
+         r"inside)\b[^.!?\n]{0,40}?"
          r"(?:169\.254\.169\.254|metadata\.google\.internal|/etc/(?:passwd|shadow)|"
-         r"~?/?\.aws/credentials|\bid_rsa\b|\.ssh/|\.pypirc|\.netrc|\.env\b|\.git-credentials)",
-         also=r"\b(?:cat|print|paste|dump|show|send|upload|read|fetch|open|contents|output|"
-              r"display|give|share|run|curl|wget|get)\b"),
+         r"~?/?\.aws/credentials|\bid_rsa\b|\.ssh/|\.pypirc|\.netrc|\.env\b|\.git-credentials)"),
     rule("environ-out", "data_exfiltration",
          r"\bos\.environ\b.{0,120}\b(?:requests\.|urllib|http|post|send|upload|curl|socket|"
-         r"for me|paste|print)\b|\b(?:requests\.\w+|urlopen|curl|post)\b.{0,120}"
+         r"for me|paste|print|show|verbatim|sandbox|output)\b|\b(?:requests\.\w+|urlopen|curl|post)\b.{0,120}"
          r"\bos\.environ\b|\benvironment variables?\b.{0,40}\b(?:where you(?:'re| are)|"
          r"your (?:environment|sandbox|container|server|machine)|you(?:'re| are) running)"),
     rule("link-followed-by-secret", "data_exfiltration",
@@ -775,20 +809,21 @@ RULES += (
          also=r"\b(?:you|your|documents|docs|index|corpus|database|context|memory|files)\b"),
     rule("dump-knowledge", "data_exfiltration",
          r"\b(?:dump|export|print|list|output|show|give me|reveal|leak|download)\w* (?:the |"
-         r"your |all |every |entire )*(?:\w+ )?(?:vector (?:database|store|db|index)|"
+         r"your |all |every |entire )*(?:\w+ ){0,3}?(?:vector (?:database|store|db|index)|"
          r"knowledge base|training data|internal (?:docs|documents|data)|documents you have|"
          r"chunks|embeddings index)\b",
          also=r"\b(?:you|your|all|entire|internal|customer)\b"),
     rule("address-the-ai", "indirect_injection",
-         r"(?:^|[\s\[\(@#\"=/>*-])(?:ai|assistant|llm|agent|bot|copilot|chatbot|gpt|"
+         r"(?:^|[\s\[\(@#\"'`=/>*-])(?:ai|assistant|llm|agent|bot|copilot|chatbot|gpt|"
          r"summari[sz]ers?|summary tools?|reviewer llm|agent-assist ai|browsing agent|"
          r"ai agents?|ai-[\w-]*bot|[\w-]+-bot|ki-assistent\w*|assistant ia|l'assistant|"
-         r"asistente|assistente|copilot/ai agents)\s*[,:]\s*(?:\w+ ){0,6}?(?:please |you "
+         r"asistente|assistente|copilot/ai agents)\s*[,:]\s*(?:\w+ ){0,8}?(?:please |you "
          r"must |you should |kindly )?(?:ignore|disregard|forget|include|append|add|insert|"
          r"send|tell|say|reply|respond|recommend|mention|output|print|ask|forward|email|"
          r"also|instead|do not|don'?t|always|never|stop|now|write|translate|summari[sz]e|"
          r"answer|render|visit|fetch|display|show|give|close|issue|run|set aside|navigate|"
          r"submit|state|report|omit|mark|delete|remove|approve|merge|transfer|wire|draft|"
+         r"accept|share|grant|invite|post|"
          r"the (?:search|tool|user)|this (?:customer|user|is))\b"),
     rule("meant-for-ai", "indirect_injection",
          r"\b(?:intended|meant|written|addressed) (?:only )?for (?:any |all |the )?"
@@ -800,6 +835,61 @@ RULES += (
          r"\b(?:do not|don'?t|never|without) (?:ask\w* (?:for|the user for) (?:confirmation|"
          r"permission|approval)|escalat\w* to a human|involv\w* a human|comment\w* on why|"
          r"explain\w* why|tell\w* anyone|ask\w* for confirmation)\b"),
+)
+
+RULES += (
+    rule("cleared-to-skip", "prompt_injection",
+         r"\b(?:you(?: are|'re| have been| were)|you're) (?:now |hereby )?(?:cleared|"
+         r"authori[sz]ed|permitted|allowed|free|licensed|unlocked|approved) to (?:skip|ignore|"
+         r"bypass|drop|disregard|lift|override|disable|turn off|discuss any|share any|answer "
+         r"any|reveal|break|leave|step outside)\b|"
+         r"\b(?:skip|bypass|lift|drop|disable|remove|turn off|ignore)\w* (?:the |your |all |any |"
+         r"whatever )?(?:usual |normal |current |topic |scope |content |safety |standard )"
+         r"(?:restrictions?|limits?|filters?|checks?|rules|guardrails?|boundaries|scope)\b"),
+    rule("supersedes-everything", "prompt_injection",
+         r"\b(?:supersed\w*|take\w* precedence over|overrul\w*|replac\w*|overrid\w*) "
+         r"(?:everything|all|anything|any (?:previous|prior|earlier)|the (?:previous|prior|"
+         r"earlier|above|system|original)|your (?:vendor|developer|operator|creator|"
+         r"instructions|rules|prompt|guidelines|system))\w*\b(?: (?:before|above|prior|else|"
+         r"you were (?:told|given)|'?s?))?",
+         also=r"\b(?:you|your|instruction\w*|rules|prompt|policy|guidelines|developer|"
+              r"vendor|system)\b",
+         unless=r"\b(?:environment variable|command[- ]line|option|flag|setting|argument|"
+                r"parameter|config file|subclass|method)s?\b"),
+    rule("replacement-instructions", "prompt_injection",
+         r"\b(?:replacement|patched|corrected) (?:instruction set|instructions|rules|"
+         r"prompt|system prompt|guidelines|directives|policy)\b|\b(?:your|the) instruction "
+         r"set (?:is|was|has been)\b|\bload this (?:replacement|new)\b"),
+    rule("keys-in-your-config", "data_exfiltration",
+         r"\b(?:keys|api keys|tokens|secrets|credentials|endpoints|passwords)\b.{0,40}\b(?:in|"
+         r"from|of) your (?:configuration|config|setup|environment|prompt|context|memory|"
+         r"settings|deployment)\b"),
+    rule("session-tokens", "data_exfiltration",
+         r"\b(?:give|show|tell|print|send|reveal|share|leak|dump|what(?:'s| is| are)|list)\b"
+         r".{0,40}\b(?:session|refresh|access|auth|bearer|csrf|jwt|oauth) (?:token|cookie|id|"
+         r"key)s?\b",
+         also=r"\b(?:account|logged|chat|user|current|this|their|other)\b"),
+    rule("run-in-your-sandbox", "data_exfiltration",
+         r"\b(?:run|execute|eval\w*)\b.{0,80}\bin your (?:sandbox|environment|container|"
+         r"interpreter|code (?:tool|interpreter)|shell|runtime|server)\b|"
+         r"\b(?:print|dump|show|output|return|json\.dumps)\w*\(\s*(?:dict\()?os\.environ"),
+    rule("uploaded-by-others", "data_exfiltration",
+         r"\b(?:documents|files|data|messages|conversations|emails|records|uploads|chats)"
+         r" (?:uploaded|sent|written|shared|created|owned|submitted|stored) by (?:other|"
+         r"different|all) (?:users|customers|people|tenants|clients|accounts)\b"),
+    rule("drop-persona", "prompt_injection",
+         r"\b(?:discard|drop|abandon|shed|ditch|forget|leave|exit|quit|stop being|stop playing)"
+         r"\w* (?:the |your |this |that )?(?:docs?|documentation|assistant|helper|current|"
+         r"default|python|safe|original|coding|programming) (?:persona|role|character|"
+         r"identity|mode|context)\b"),
+    rule("hereby-reconfigured", "indirect_injection",
+         r"\b(?:are|is) hereby (?:reconfigured|instructed|ordered|required|directed|"
+         r"authori[sz]ed|reprogrammed|updated)\b|\b(?:assistants?|models?|ai|llms?|agents?|"
+         r"bots?) (?:quoting|citing|using|explaining|translating|summari[sz]ing) this\b"),
+    rule("at-the-ai", "indirect_injection",
+         r"@(?:assistant|ai|bot|copilot|claude|gpt|chatgpt|agent|llm)\b.{0,40}\b(?:override|"
+         r"ignore|post|send|forward|reveal|share|delete|close|approve|merge|run|email|tell|"
+         r"reply|respond|say)\b"),
 )
 
 # Stems for rules whose pattern does not start with a literal alternation: one of them is
@@ -826,7 +916,7 @@ STEMS: dict[str, tuple[str, ...]] = {
     "named-jailbreak": ("d.a.n", "do anything", "dan", "evil", "mongo", "apophis", "ucar",
         "mode", "jailbr", "machiavell", "confidant", "opposite", "unfiltered", "alphabreak",
         "jailmilk"),
-    "stay-in-character": ("character",),
+    "stay-in-character": ("character", "fourth wall"),
     "refusal-suppression": ("never", "don", "do not", "must", "not", "can", "won", "will not",
         "allowed", "permitted", "forbidden", "no longer"),
     "without-caveats": ("without",),
@@ -842,8 +932,6 @@ STEMS: dict[str, tuple[str, ...]] = {
     "ai-reading-this": ("this", "these", "the following", "my"),
     "when-asked-instead": ("when",),
     "when-user-asks": ("when",),
-    "read-sensitive-files": ("169.254", "metadata.google", "/etc/", ".aws", "id_rsa", ".ssh",
-                             ".pypirc", ".netrc", ".env", ".git-credentials"),
     "hide-from-user": ("user", "human", "reader", "customer", "person", "operator", "victim"),
     "vocative-order": ("ai", "assistant", "bot", "llm", "model", "gpt", "claude", "copilot",
         "gemini", "language model"),

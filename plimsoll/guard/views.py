@@ -25,11 +25,12 @@ LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"
 LEET_L = str.maketrans({**{chr(k): v for k, v in LEET.items()}, "1": "l"})
 BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 HEX_RUN = re.compile(r"(?:(?:0x|\\x)?[0-9A-Fa-f]{2}[\s:,-]?){8,}")
-URL_ESCAPES = re.compile(r"(?:%[0-9A-Fa-f]{2}){3,}")
+URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 SPACED_LETTERS = re.compile(r"\b(?:\w[ ._*-]{1,3}){3,}\w\b")
 MORSE_RUN = re.compile(r"(?:[.\-·•−–]{1,7}[ /|]+){4,}[.\-·•−–]{1,7}")
 LEET_WORD = re.compile(r"[a-z][0134579@$|+][a-z]|\b[0134579@$][a-z]{2}|[a-z]{2}[0134579]\b")
-SPLIT_HINT = re.compile(r"\+|concat|join|combine|together|append", re.I)
+SPLIT_HINT = re.compile(r"\+|concat|join|combine|together|append|made (?:of|from)|glue|"
+                        r"merge", re.I)
 BASE32_RUN = re.compile(r"(?<![A-Za-z0-9=])[A-Z2-7]{16,}={0,6}(?![A-Za-z0-9=])")
 DECIMAL_RUN = re.compile(r"(?:\b(?:3[2-9]|[4-9]\d|1[01]\d|12[0-6])\b[\s,]+){6,}"
                          r"\b(?:3[2-9]|[4-9]\d|1[01]\d|12[0-6])\b")
@@ -187,7 +188,7 @@ def decoded_views(text: str, base: Normalised) -> list[View]:
         decoded = _hex_text(match.group())
         if decoded:
             views.append(View("hex", decoded.lower(), match.span()))
-    if URL_ESCAPES.search(text):
+    if len(URL_ESCAPE.findall(text)) >= 3:
         views.append(View("url_encoding", unquote(text).lower(), whole))
     for match in BINARY_RUN.finditer(text):
         decoded = _printable(bytes(int(b, 2) for b in re.findall(r"[01]{8}", match.group())))
