@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from plimsoll.guard.findings import CRITICAL, SOFT, Finding, Verdict
 from plimsoll.guard.rules import RULES, Rule
 from plimsoll.guard.views import View, decoded_views, normalise
 
 # In a retrieved passage every instruction aimed at the assistant is an indirect injection.
+QUOTES = "'\"‘’“”`"
+DISCUSSION = re.compile(r"\b(?:attacks?|attackers?|injections?|mitigat\w*|defen[cd]\w*|"
+                        r"jailbreaks?|red[- ]team\w*|naive apps?|leaks?|exploit\w*|"
+                        r"vulnerab\w*|works surprisingly|guard\w*|filter\w*)\b")
 PASSAGE_CATEGORY = {"prompt_injection": "indirect_injection", "jailbreak": "indirect_injection"}
 
 
@@ -18,6 +24,8 @@ def screen_input(text: str, *, source: str = "user", rules: tuple[Rule, ...] = R
     fired: set[str] = set()
     for rule in rules:
         match = rule.search(base.text)
+        if match and _quoted_mention(base.text, match):
+            continue
         if match:
             fired.add(rule.rule_id)
             start, end = base.original_span(*match.span(), len(text))
@@ -37,6 +45,17 @@ def _distinct(findings: list[Finding]) -> tuple[Finding, ...]:
                    and finding.start < k.end for k in kept):
             kept.append(finding)
     return tuple(kept)
+
+
+def _quoted_mention(text: str, match) -> bool:
+    """An attack phrase quoted in a text about attacks: a mention, not an instruction.
+
+    As in "why 'ignore previous instructions' still works against naive apps".
+    """
+    before = text[max(0, match.start() - 2):match.start()]
+    after = text[match.end():match.end() + 2]
+    quoted = any(q in before for q in QUOTES) and any(q in after for q in QUOTES)
+    return quoted and bool(DISCUSSION.search(text))
 
 
 def _category(category: str, source: str) -> str:

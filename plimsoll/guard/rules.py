@@ -254,8 +254,9 @@ RULES: tuple[Rule, ...] = (
          r" (?:task|job|goal|role|purpose|objective|mission|instructions?|function|"
          r"directive|assignment|priority) (?:is|are|will be|now|from now|:)"),
     rule("prior-text-void", "prompt_injection",
-         r"\b(?:the above|that|everything above|everything before|the previous (?:text|"
-         r"message|instructions?|prompt)|what i (?:said|wrote) (?:before|earlier)|"
+         r"\b(?:the above|that|everything above|everything before|the (?:previous|earlier|"
+         r"prior|system'?s?|original|initial) (?:text|message|instructions?|prompt|rules)|"
+         r"what i (?:said|wrote) (?:before|earlier)|"
          r"the (?:instructions?|rules|prompt) (?:above|before))"
          r" (?:was|is|were|are) (?:just |only |merely |all )?(?:an? )?(?:test|joke|mistake|"
          r"error|fake|lie|prank|drill|irrelevant|void|cancel\w*|obsolete|outdated|wrong|"
@@ -338,8 +339,7 @@ RULES: tuple[Rule, ...] = (
          r"message syst[èe]me|mensaje del sistema|messaggio di sistema|"
          r"prompt do sistema|instructies|systeemprompt|системн\w* (?:промпт|подсказк\w*|"
          r"инструкци\w*)|инструкци\w*|passwort|mot de passe|contraseña|contrasena|"
-         r"password|senha|wachtwoord|пароль)\b|(?:系统提示|系統提示|系统指令|初始指令|"
-         r"システムプロンプト|시스템 프롬프트)"),
+         r"password|senha|wachtwoord|пароль)\b"),
 
     # --- jailbreaks: personas and rule-free modes (LLM01) --------------------------------
     rule("persona-now", "jailbreak",
@@ -465,8 +465,8 @@ RULES: tuple[Rule, ...] = (
          r"\b(?:text|words|everything|all|content|contents|message|messages|lines?|"
          r"sentences?|characters|tokens|instructions|prompt|what(?:'s| is| was| has been| "
          r"came)?(?: written| said| stated| typed)?)\b (?:\w+ ){0,2}?(?:above|before|prior "
-         r"to|preceding|earlier than|ahead of) (?:this|my|the (?:user|first|current|"
-         r"conversation|chat)|here|that|these|our conversation|the start|everything)\b",
+         r"to|preceding|precedes|preceded|earlier than|ahead of) (?:this|my|the (?:user|first|"
+         r"current|conversation|chat)|here|that|these|our conversation|the start|everything)\b",
          also=rf"\b(?:{EXTRACT}|tell|what)\b"),
     rule("repeat-from-start", "system_prompt_extraction",
          r"\b(?:repeat|recite|print|output|echo|copy|reproduce|write out|return|spell out|"
@@ -530,7 +530,8 @@ RULES: tuple[Rule, ...] = (
          r"quoting|citing|using|explaining|translating)"
          r" (?:this|these|the following|my)\b"),
     rule("any-ai-must", "indirect_injection",
-         rf"\b(?:any|all|every|each) {ASSISTANT} (?:must|should|shall|will|needs? to|is "
+         rf"\b(?:any|all|every|each) {ASSISTANT} (?:\w+ ){{0,8}}?(?:must|should|shall|will|"
+         r"needs? to|is "
          r"(?:instructed|required|ordered|asked)|are (?:instructed|required|ordered|asked)|"
          r"reading|processing|that reads)"),
     rule("when-asked-instead", "indirect_injection",
@@ -598,7 +599,7 @@ RULES: tuple[Rule, ...] = (
               rf"(?:the |a |an |each |every )?(?:url|link|image|query|markdown)",
          unless=r"\b(?:do not|don'?t|never|please don'?t|must not|should not|never) "
                 r"(?:include|send|post|share|paste|email|upload|put)\b|\byour[_-]\w+|"
-                r"your-token-here"),
+                r"your-token-here|will never ask|never ask for|phishing|scam"),
     rule("dump-secrets", "data_exfiltration",
          r"\b(?:print|dump|list|show|reveal|output|give|tell|display|expose|share|return|"
          r"leak|read|echo|send|what (?:is|are)|what'?s|paste|cat|enumerate|extract|"
@@ -625,7 +626,7 @@ RULES: tuple[Rule, ...] = (
          r"data|information|info|details|emails?|e-mail addresses|history|prompts?|"
          r"records|phone numbers?|addresses|credit cards?|card numbers?|passwords?|"
          r"accounts?|sessions?|files|documents|ip addresses|ips|names?|full names?|"
-         r"identit\w+|locations?|asked)\b",
+         r"identit\w+|locations?)\b",
          also=rf"\b(?:{EXTRACT}|list|dump|give|show|send|tell|recall|remember|access|create|"
               rf"compile|make|build|generate)\b"),
     rule("harvest-pii", "data_exfiltration",
@@ -640,7 +641,8 @@ RULES: tuple[Rule, ...] = (
          also=r"\b(?:you (?:know|have|saw|remember|stored|collected|can (?:find|see|"
               r"access))|in your (?:training|memory|database|context|index|data)|"
               r"from (?:your|the) (?:database|training|context|logs|index|memory|"
-              r"documents|corpus|records)|stored|of (?:other|all|real) (?:users|"
+              r"documents|corpus|records)|stored|logs|deployment|database|server|shown "
+              r"up|of (?:other|all|real) (?:users|"
               r"customers|people|employees)|real (?:people|persons|customers)|"
               r"employees|customers|users|staff|people'?s?)\b"),
     rule("put-pii-in-answer", "data_exfiltration",
@@ -695,7 +697,7 @@ RULES += (
          r"got|were given|have been given|were told|have)|given to you|you've been given|"
          r"before (?:mine|this|now)|so far)\b"),
     rule("completion-attack", "prompt_injection",
-         r"\b(?:complete|continue|finish)\w* (?:the |this |my |following )?(?:sentence|text|"
+         r"\b(?:complete|continue|finish)\w* (?:the |this |my )?(?:following|sentence|text|"
          r"phrase|story|line|quote|output)\b.{0,160}\b(?:instructions|rules|prompt|system|"
          r"pwned|hacked|i have been|said:|password|secret)"),
     rule("from-now-on", "prompt_injection",
@@ -707,8 +709,8 @@ RULES += (
          r"real|primary|top|highest|true|actual) (?:\w+ )?(?:instructions?|commands?|"
          r"directives?|rules?|priority|prompt|task)|\b(?:your|the) (?:new|real|actual|true|"
          r"only|primary|sole|updated) (?:\w+ )?(?:task|job|goal|role|purpose|objective|"
-         r"mission|instructions?|function|directive|assignment) (?:is|are|will be|now|:)|"
-         r"\b(?:treat|consider) everything (?:before|above|prior)"),
+         r"mission|instructions?|function|directive|assignment|brief|briefing|job) (?:is|are|"
+         r"will be|now|:)|\b(?:treat|consider) everything (?:before|above|prior)"),
     rule("authorised-instruction", "prompt_injection",
          r"\b(?:this is (?:the author|an authori[sz]ed (?:instruction|request|command|test)|"
          r"your (?:developer|creator|admin\w*|operator|owner))|authori[sz]ed (?:instruction|"
@@ -731,7 +733,8 @@ RULES += (
     rule("safety-off", "jailbreak",
          r"\b(?:content filters?|safety (?:filters?|training|features?|mode|settings?|"
          r"guardrails?|layers?|checks?|protocols?)|guardrails|censorship|alignment|"
-         r"filters)\b.{0,25}\b(?:compiled out|removed|disabled|off|switched off|turned off|"
+         r"filters|restrictions|confidentiality|limits|rules)\b.{0,25}\b(?:compiled out|"
+         r"removed|disabled|off|switched off|turned off|"
          r"stripped|bypassed|deactivated|lifted)\b|"
          r"\b(?:sin (?:censura|restricciones|filtros|reglas)|sans (?:censure|restrictions|"
          r"filtres|règles)|ohne (?:zensur|einschränkungen|filter|regeln)|senza (?:censura|"
@@ -744,7 +747,9 @@ RULES += (
          r"(?:make|build|assemble) (?:a |an )?(?:bomb|explosive|pipe bomb)|bomb maker|"
          r"methamphetamine|nerve agent|toxic gas|skim credit cards|card skimmer|clone a sim|"
          r"silencer|suppressor for (?:a |an )?(?:gun|firearm|rifle|pistol)|shoplift\w*|"
-         r"privilege[- ]escalation (?:chain|exploit)|dump\w* lsass|lsass memory|disable "
+         r"privilege[- ]escalation (?:chain|exploit)|working exploit|exploit for (?:this|the|"
+         r"an?) (?:\w+ )?(?:cve|vulnerability|bug)|zero-day exploit|weaponi[sz]ed|"
+         r"dump\w* lsass|lsass memory|disable "
          r"(?:windows )?defender|edr (?:agent|bypass)|dropper|pick (?:a |the )?(?:pin-tumbler )?"
          r"lock|lock ?pick\w*|siphon\w* (?:the )?(?:customer )?database|clone an? rfid|"
          r"sql injection strings|"
@@ -763,9 +768,11 @@ RULES += (
          r"(?:operating|running|working|bound|functioning) (?:under|by|with)|you (?:operate|"
          r"run|work|function|abide) (?:under|by|with)|(?:the \w+ )?gave you|(?:you were|"
          r"you've been|you have been|that you were|you got) (?:given|told|trained|provided|"
-         r"configured|programmed|fed|loaded|initiali[sz]ed))\b"),
+         r"configured|programmed|fed|loaded|initiali[sz]ed|primed|seeded|prompted|"
+         r"started|booted|set up))\b"),
     rule("your-system-prompt", "system_prompt_extraction",
-         r"\b(?:your|ur|yr) (?:own )?(?:raw )?(?:system[ -]?(?:prompt|message|instructions?)|"
+         r"\b(?:your|ur|yr) (?:(?:own|raw|exact|full|complete|verbatim|entire|actual|real) )*"
+         r"(?:system[ -]?(?:prompt|message|instructions?)|"
          r"(?:initial|hidden|original|secret|internal|pre-?set|pre|setup|developer|starting|"
          r"boot|configuration|initiali[sz]ation) (?:prompt|instructions?|rules|message|"
          r"guidelines|text|brief\w*|configuration))\b|\bthe part (?:the user|i|you) "
@@ -785,7 +792,7 @@ RULES += (
     rule("configured-with-secret", "data_exfiltration",
          r"\b(?:api ?keys?|tokens?|credentials?|passwords?|secrets?)\b.{0,25}\b(?:are you|"
          r"you(?:'re| are)|you were|you've been|you have been) (?:configured|set up|given|"
-         r"using|running|provisioned|loaded|deployed) with\b"),
+         r"using|running|provisioned|loaded|deployed)(?: with| to| for)?\b"),
     rule("read-sensitive-files", "data_exfiltration",
          r"\b(?:cat|print|paste|dump|show|send|upload|read|fetch|open|contents of|output|"
          r"display|give me|share|curl|wget|get|leak|exfiltrate|what'?s in|what is in|"
@@ -794,7 +801,8 @@ RULES += (
          r"~?/?\.aws/credentials|\bid_rsa\b|\.ssh/|\.pypirc|\.netrc|\.env\b|\.git-credentials)"),
     rule("environ-out", "data_exfiltration",
          r"\bos\.environ\b.{0,120}\b(?:requests\.|urllib|http|post|send|upload|curl|socket|"
-         r"for me|paste|print|show|verbatim|sandbox|output)\b|\b(?:requests\.\w+|urlopen|curl|post)\b.{0,120}"
+         r"for me|paste|print|show|verbatim|sandbox|output)\b|"
+         r"\b(?:requests\.\w+|urlopen|curl|post)\b.{0,120}"
          r"\bos\.environ\b|\benvironment variables?\b.{0,40}\b(?:where you(?:'re| are)|"
          r"your (?:environment|sandbox|container|server|machine)|you(?:'re| are) running)"),
     rule("link-followed-by-secret", "data_exfiltration",
@@ -892,6 +900,57 @@ RULES += (
          r"reply|respond|say)\b"),
 )
 
+RULES += (
+    rule("do-what-it-says", "prompt_injection",
+         r"\b(?:and|then|,)\s*(?:then )?(?:do|follow|execute|obey|carry out) (?:what|whatever)"
+         r" (?:it|this|that|the \w+) (?:says|asks|tells you|requests|wants)\b|"
+         r"\b(?:follow|execute|obey|carry out) the (?:instructions?|commands?|orders?) "
+         r"(?:in|inside|within|contained in|encoded in|hidden in) (?:it|this|that|the (?:text|"
+         r"sentence|query|string|document|message|url|link|file))\b"),
+    rule("changing-your-rules", "prompt_injection",
+         r"\b(?:chang|updat|modify|modifi|reset|rewrit|replac|reconfigur|reprogram)\w* your "
+         r"(?:\w+ )?(?:rules|instructions|guidelines|prompt|policy|policies|directives|"
+         r"programming|behaviou?r)\b"),
+    rule("treat-as-test", "prompt_injection",
+         r"\b(?:treat|consider|regard|see) (?:the |your |all |any )?(?:earlier|previous|prior|"
+         r"above|system|original|initial|first)? ?(?:\w+ ){0,3}?(?:message|prompt|instructions?"
+         r"|rules|context|guidelines)\b.{0,40}\bas (?:a |an |just |merely )?(?:test|joke|"
+         r"example|mistake|fake|void|obsolete|concluded|irrelevant|noise|untrusted|"
+         r"suggestion|optional)"),
+    rule("everything-they-told-you", "prompt_injection",
+         rf"\b{OVERRIDE} (?:everything|all|anything|whatever) (?:that )?(?:the (?:operator|"
+         r"developer|admin\w*|system|creator|company|vendor)|they|you were|you've been|you "
+         r"have been|i|we) (?:told|said|gave|instructed|wrote|set|taught)"),
+    rule("obliged-to-help", "jailbreak",
+         r"\b(?:you(?:'re| are)|you're) (?:morally |ethically |legally )?(?:obliged|obligated|"
+         r"required|duty[- ]bound) to (?:help|answer|write|provide|comply|assist|give)\b|"
+         r"\b(?:things|what|anything|only) (?:that )?(?:your )?(?:guidelines|rules|policies|"
+         r"filters|training) (?:prohibit|forbid|disallow|ban|block|don'?t allow|do not allow)"),
+    rule("wrote-your-prompt", "system_prompt_extraction",
+         r"\b(?:wrote|created|made|designed|authored|own) (?:your|the) (?:system )?(?:prompt|"
+         r"instructions|rules|guidelines|configuration)\b",
+         also=r"\b(?:paste|copy|send|give|show|share|lost|back|repeat|print|remind)\b"),
+    rule("beginning-of-memory", "system_prompt_extraction",
+         r"\b(?:very )?(?:beginning|start|top|first line|first sentence) of (?:your|the|this) "
+         r"(?:memory|context|context window|conversation|chat|prompt|instructions|session)\b"),
+    rule("extract-cjk", "system_prompt_extraction",
+         r"(?:系统提示|系統提示|系统指令|初始指令|システムプロンプト|시스템 프롬프트)"
+         r".{0,20}(?:告诉|显示|输出|重复|泄露|给我|教えて|見せて|表示して|出力して|繰り返して|알려|보여)|"
+         r"(?:告诉|显示|输出|重复|泄露|给我|教えて|見せて|表示|出力|繰り返)"
+         r".{0,8}(?:系统提示|系統提示|システムプロンプト|初始指令|系统指令)"),
+    rule("others-asked", "data_exfiltration",
+         r"\b(?:questions?|queries|messages|conversations|chats|prompts) (?:that )?(?:other|"
+         r"previous|earlier|different|another) (?:users?|customers?|people|persons?) (?:have )?"
+         r"(?:asked|sent|wrote|typed|submitted|had)\b|\b(?:users?|customers?|people) who "
+         r"(?:asked|talked to|chatted with|messaged|contacted|used) you\b"),
+    rule("look-up-person", "data_exfiltration",
+         r"\b(?:look up|lookup|find|identify|dox\w*|track down|locate|search for)\w* (?:the |a |"
+         r"this |that )?(?:customer|user|person|employee|patient|client|owner|account holder|"
+         r"caller|member)s?\b",
+         also=r"\b(?:full name|home address|address|date of birth|birthday|phone number|"
+              r"email|ssn|social security|location|where (?:he|she|they) lives?)\b"),
+)
+
 # Stems for rules whose pattern does not start with a literal alternation: one of them is
 # in every text the rule can match, so the (costlier) pattern runs only when one is there.
 STEMS: dict[str, tuple[str, ...]] = {
@@ -925,7 +984,7 @@ STEMS: dict[str, tuple[str, ...]] = {
         "rule", "programming", "briefing", "order", "initiali", "config", "setup", "context",
         "preamble", "polic", "constraint", "persona", "guardrail", "setting", "text"),
     "extract-your-rules": ("your",),
-    "text-above": ("above", "before", "prior to", "preceding", "earlier than", "ahead of"),
+    "text-above": ("above", "before", "prior to", "preced", "earlier than", "ahead of"),
     "note-to-ai": ("ai", "a.i.", "assistant", "llm", "language model", "bot", "model", "gpt",
         "agent", "copilot", "claude", "gemini", "automated", "summari", "crawler", "machine"),
     "if-you-are-ai": ("if you", "dear", "hey", "hi", "hello", "attention", "to the", "note to"),
