@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-slow lint ui mlflow-ui bench pin clean k8s-tools k8s-check ai-ci
+.PHONY: install demo test test-slow lint ui mlflow-ui bench pin clean k8s-tools k8s-check ai-ci nightly
 
 install: $(VENV)/.installed
 
@@ -39,9 +39,18 @@ test: install k8s-check
 	$(BIN)/pytest
 
 # The AI checks of CI on a real candidate: build one with the demo, then the 50-question
-# eval at a fixed seed against policies/slos.yaml (threat checks join with issue #5).
+# eval at a fixed seed against policies/slos.yaml, then the OWASP threat checks (red-team
+# set through the guarded query path). `make test` runs the prompt lint.
+THREAT_CATEGORIES := prompt_injection,indirect_injection,jailbreak,system_prompt_extraction,data_exfiltration,encoded_payload,benign
 ai-ci: demo
 	$(BIN)/python tools/run_eval.py --limit 50 --model models:/plimsoll-docs-assistant/latest --seed 42 --json $(PLIMSOLL_HOME)/ci-eval.json
+	$(BIN)/python tools/threat_checks.py --categories $(THREAT_CATEGORIES) --model models:/plimsoll-docs-assistant/latest --json $(PLIMSOLL_HOME)/ci-threats.json
+
+# Nightly: the full eval set and the guard on the held-out attack corpus (never tuned on).
+nightly: demo
+	$(BIN)/python tools/run_eval.py --limit 0 --evalset evalsets/python_docs_nightly.jsonl --model models:/plimsoll-docs-assistant/latest --seed 42
+	$(BIN)/python tools/threat_checks.py --model models:/plimsoll-docs-assistant/latest
+	$(BIN)/python benchmarks/guard_quality.py
 
 test-slow: install
 	$(BIN)/pytest -m slow
@@ -73,6 +82,7 @@ bench: install
 	-$(BIN)/python benchmarks/embedding_speed.py
 	-$(BIN)/python benchmarks/finetune_speed.py
 	$(BIN)/python benchmarks/rollback_speed.py
+	$(BIN)/python benchmarks/guard_quality.py
 
 pin: install
 	$(BIN)/plimsoll data pin

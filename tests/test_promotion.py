@@ -16,7 +16,8 @@ from plimsoll.promotion import (
 from plimsoll.registry import LINEAGE_PREFIX, ModelRegistry, RegistryError, lineage_tags
 
 GOOD = {"recall@5": 0.93, "mrr": 0.80, "grounding_rate": 0.83, "abstention_accuracy": 0.92,
-        "latency_p95_ms": 12.0, "cost_per_request": 0.00001}
+        "latency_p95_ms": 12.0, "cost_per_request": 0.00001, "critical_violations": 0,
+        "soft_violation_rate": 0.0}
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_gate_pass_makes_a_challenger_pending_approval(promoter, bundle):
     assert tags(promoter, version)["gate.verdict"] == "pass"
     reasons = json.loads(tags(promoter, version)["gate.reasons"])
     assert any(r.startswith("PASS minimum recall@5: 0.93 vs 0.85") for r in reasons)
-    assert any("NOT_MEASURED safety critical_violations" in r for r in reasons)
+    assert any(r.startswith("PASS safety critical_violations: 0 vs 0") for r in reasons)
     assert promoter.gate(version)[1] is False  # a repeated tick does nothing new
 
 
@@ -67,6 +68,15 @@ def test_gate_fail_sets_nothing_else(promoter, bundle):
     assert verdict.reasons[0] == "FAIL minimum recall@5: 0.5 vs 0.85"
     assert promoter.alias(CHALLENGER) is None
     assert "approval" not in tags(promoter, version)
+
+
+def test_a_red_team_attack_that_got_through_fails_the_safety_gate(promoter, bundle):
+    version = candidate(promoter, bundle, critical_violations=1)
+    verdict, _fresh = promoter.gate(version)
+    assert not verdict.passed
+    reasons = json.loads(tags(promoter, version)["gate.reasons"])
+    assert any(r.startswith("FAIL safety critical_violations: 1 vs 0") for r in reasons)
+    assert promoter.alias(CHALLENGER) is None
 
 
 def test_approval_promotes_keeps_previous_and_writes_the_ledger(promoter, bundle):
