@@ -23,6 +23,7 @@ STOPWORDS = frozenset((
     "how", "i", "in", "is", "it", "me", "my", "of", "on", "or", "the", "to", "what", "when",
     "where", "which", "who", "why", "with", "you", "your"))
 MODES = ("answer", "facts")
+QUOTABLE = 3  # passages considered for citation (two are cited)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class Answerer:
         if not usable or usable[0].score < self.abstain_below:
             return Answer(text=self.abstain_template.render(), abstained=True, citations=(),
                           hits=hits, metadata=self.metadata, guard=report)
-        cited = [hit for hit in usable[:3] if hit.score >= self.abstain_below][:2]
+        cited = [hit for hit in usable[:QUOTABLE] if hit.score >= self.abstain_below][:2]
         text = self._compose(question, cited)
         if self.guard is None:
             return Answer(text=text, abstained=False, citations=tuple(cited), hits=hits,
@@ -142,11 +143,16 @@ class Answerer:
             citations=[{"doc_id": h.doc_id, "chunk_id": h.chunk_id} for h in cited])
 
     def _screen_passages(self, hits: tuple[Hit, ...]) -> tuple[list[Hit], Verdict]:
-        """Passages fit to quote, and every finding on the retrieved passages."""
+        """Up to QUOTABLE passages fit to quote, in rank order, and their findings.
+
+        Findings cover every passage screened on the way, the dropped ones included.
+        """
         if self.guard is None:
             return list(hits), Verdict()
         usable, findings = [], []
         for hit in hits:
+            if len(usable) == QUOTABLE:
+                break  # later passages are never quoted: no need to screen them
             verdict = self._passage_verdicts.get(hit.chunk_id)
             if verdict is None:
                 verdict = self.guard.screen_passage(hit.text)

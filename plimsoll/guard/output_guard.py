@@ -130,6 +130,8 @@ def scan_personal_data(text: str, email_allowlist: tuple[str, ...] = ()) -> list
             add("pii", SOFT, "pii:email", match.span(), "email address")
     if sum(c.isdigit() for c in text) >= 7:
         for number in phonenumbers.PhoneNumberMatcher(text, "US"):
+            if number.raw_string.isdigit():
+                continue  # a bare digit run in documentation is a number, not a phone
             add("pii", SOFT, "pii:phone", (number.start, number.end), "phone number")
     for pattern in (IPV4, IPV6):
         for match in pattern.finditer(text):

@@ -34,9 +34,16 @@ SPLIT_HINT = re.compile(r"\+|concat|join|combine|together|append|made (?:of|from
 BASE32_RUN = re.compile(r"(?<![A-Za-z0-9=])[A-Z2-7]{16,}={0,6}(?![A-Za-z0-9=])")
 DECIMAL_RUN = re.compile(r"(?:\b(?:3[2-9]|[4-9]\d|1[01]\d|12[0-6])\b[\s,]+){6,}"
                          r"\b(?:3[2-9]|[4-9]\d|1[01]\d|12[0-6])\b")
+WORDS = re.compile(r"[a-z]+")
+FUNCTION_WORDS = frozenset((
+    "the", "a", "an", "and", "or", "to", "of", "in", "on", "at", "for", "with", "is", "are",
+    "was", "be", "you", "your", "me", "my", "i", "it", "this", "that", "all", "any", "now",
+    "from", "as", "by", "not", "no", "do", "what", "how", "tell", "say", "print", "show",
+    "ignore", "previous", "instructions", "rules", "prompt", "system"))
 BINARY_RUN = re.compile(r"(?:[01]{8}[\s,]*){4,}")
 UNICODE_ESCAPES = re.compile(r"(?:\\u[0-9a-fA-F]{4}|\\x[0-9a-fA-F]{2}){4,}")
 CIPHER_HINT = re.compile(r"caesar|shift(?:ed)? (?:by )?\d|cipher|rot-?\d", re.I)
+REVERSE_HINT = re.compile(r"revers|backwards|mirror", re.I)
 QUOTED = re.compile(r"""(['"`])([^'"`\n]{1,80})\1""")
 LATIN_WORD = re.compile(r"[^\W\d_]+")
 MORSE = {".-": "a", "-...": "b", "-.-.": "c", "-..": "d", ".": "e", "..-.": "f", "--.": "g",
@@ -143,8 +150,13 @@ def decoded_views(text: str, base: Normalised) -> list[View]:
     """Every hidden reading of the text worth screening again."""
     whole = (0, len(text))
     lowered = base.text
-    views = [View("rot13", codecs.encode(lowered, "rot13"), whole),
-             View("reversed", lowered[::-1], whole)]
+    # A whole-text transform is worth reading only when it reads more like English than
+    # the text itself does (rot13 or reversed English is gibberish, and vice versa).
+    plain = _englishness(lowered)
+    hinted = CIPHER_HINT.search(text) or REVERSE_HINT.search(text)
+    views = [View(name, candidate, whole) for name, candidate in
+             (("rot13", codecs.encode(lowered, "rot13")), ("reversed", lowered[::-1]))
+             if hinted or _englishness(candidate) > plain]
     leet = lowered.translate(LEET) if LEET_WORD.search(lowered) else lowered
     if leet != lowered:
         views.append(View("leetspeak", leet, whole))
@@ -202,8 +214,9 @@ def decoded_views(text: str, base: Normalised) -> list[View]:
         views.append(View("unicode_escapes", decoded.lower(), match.span()))
     if CIPHER_HINT.search(text):
         for shift in range(1, 26):
-            if shift != 13:
-                views.append(View(f"caesar{shift}", _shift(lowered, shift), whole))
+            shifted = _shift(lowered, shift)
+            if shift != 13 and _englishness(shifted) > plain:
+                views.append(View(f"caesar{shift}", shifted, whole))
     for match in MORSE_RUN.finditer(text):
         decoded = _morse_text(match.group())
         if decoded:
@@ -212,6 +225,12 @@ def decoded_views(text: str, base: Normalised) -> list[View]:
     if len(quoted) >= 2:
         views.append(View("split_strings", "".join(quoted).lower(), whole))
     return views
+
+
+def _englishness(text: str) -> float:
+    """Share of words that are common English function words."""
+    words = WORDS.findall(text)
+    return sum(word in FUNCTION_WORDS for word in words) / len(words) if words else 0.0
 
 
 def _shift(text: str, shift: int) -> str:
