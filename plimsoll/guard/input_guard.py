@@ -23,6 +23,8 @@ def screen_input(text: str, *, source: str = "user", rules: tuple[Rule, ...] = R
     findings: list[Finding] = []
     fired: set[str] = set()
     for rule in rules:
+        if rule.user_only and source == "passage":
+            continue
         match = rule.search(base.text)
         if match and _quoted_mention(base.text, match):
             continue

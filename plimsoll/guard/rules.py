@@ -113,6 +113,7 @@ class Rule:
     also: re.Pattern[str] | None = None
     unless: re.Pattern[str] | None = None
     stems: tuple[str, ...] = ()
+    user_only: bool = False  # documentation says "your system prompt" to its reader
 
     def search(self, text: str) -> re.Match[str] | None:
         """The first match, if the rule fires on this text."""
@@ -136,9 +137,10 @@ def rule(rule_id: str, category: str, pattern: str, *, also: str | None = None,
                 literal_prefixes(pattern))
 
 
-OVERRIDE = (r"(?:ignor\w*|disregard\w*|forget\w*|forgot\w*|overlook\w*|overrid\w*|"
-            r"overwrit\w*|bypass\w*|"
-            r"circumvent\w*|neglect\w*|abandon\w*|discard\w*|dismiss\w*|scrap|erase|wipe|"
+# Imperative and -ing forms: "the code ignored every rule" is a story, not an order.
+OVERRIDE = (r"(?:ignor(?:e|es|ing)|disregard(?:s|ing)?|forget(?:ting)?|overlook(?:ing)?|"
+            r"overrid(?:e|ing)|overwrit(?:e|ing)|bypass(?:ing)?|circumvent(?:ing)?|"
+            r"neglect(?:ing)?|abandon(?:ing)?|discard(?:ing)?|dismiss(?:ing)?|scrap|erase|wipe|"
             r"void|nullify|suspend|deactivate|lift|ditch|unlearn|"
             r"throw away|put aside|set aside|pay no (?:attention|heed|mind) to|"
             r"(?:do not|don'?t|dont|stop|no longer|never) (?:follow\w*|obey\w*|adher\w* to|"
@@ -332,7 +334,8 @@ RULES: tuple[Rule, ...] = (
     rule("extract-multilingual", "system_prompt_extraction",
          r"\b(?:zeig\w*|gib|nenne|verrat\w*|wiederhol\w*|montre\w*|révèle\w*|revele\w*|"
          r"répète\w*|repete\w*|muestra\w*|revela\w*|repite\w*|mostra\w*|rivela\w*|"
-         r"ripeti\w*|toon|herhaal|покажи|раскрой|повтори|выведи|recopi\w*|copie\w*)"
+         r"ripeti\w*|toon|herhaal|покажи|раскрой|повтори|выведи|recopi\w*|copie\w*|"
+         r"affich\w*)"
          r"(?:\W+\w+){0,3}?\W+(?:system-?prompt\w*|systemanweisung\w*|anweisungen|"
          r"instructions|consignes|invite système|prompt (?:du )?système|instrucciones|"
          r"prompt del sistema|istruzioni|prompt di sistema|instruções|instrucoes|"
@@ -449,7 +452,9 @@ RULES: tuple[Rule, ...] = (
               r"instructions?)|original (?:prompt|instructions?)|hidden|secret|"
               r"confidential|internal (?:prompt|instructions?|rules|guidelines)|"
               r"developer (?:prompt|message|instructions?)|pre-?prompt|meta-?prompt|"
-              r"you were (?:given|told)|verbatim|word for word|you (?:have|got|received))\b"),
+              r"you were (?:given|told)|verbatim|word for word|you (?:have|got|received))\b",
+         unless=r"\b(?:must|should|will|shall|does|do) never (?:reveal|show|leak|disclose|"
+                r"repeat)|\bthreat model\b"),
     rule("extract-your-rules", "system_prompt_extraction",
          rf"\b{EXTRACT}\b.{{0,40}}\b(?:your|ur|yr) (?:\w+ ){{0,2}}?(?:prompts?|instructions?|"
          r"directives?|guidelines?|rules|programming|system message|configuration|"
@@ -615,12 +620,18 @@ RULES: tuple[Rule, ...] = (
          r"/etc/passwd|/etc/shadow|id_rsa)\b"),
     rule("secrets-you-hold", "data_exfiltration",
          r"\b(?:api[ _-]?keys?|access tokens?|tokens|credentials|secrets|passwords|"
-         r"environment variables|env vars|private keys?|ssh keys?)\b.{0,30}\b(?:you (?:have|"
-         r"know|hold|store|use|can (?:see|access|read))|available to you|in your (?:context|"
-         r"memory|environment|config\w*|training|system|prompt)|you(?:'ve| have) been "
-         r"given|stored (?:in|on) (?:the|this|your) (?:server|system|machine|host))"),
+         r"environment variables|env vars|private keys?|ssh keys?|connection strings?|dsn|"
+         r"database (?:password|credentials|url)|session cookies?|auth tokens?|authori[sz]ation "
+         r"header)\b.{0,30}\b(?:you (?:have|know|hold|store|use|are using|can (?:see|access|"
+         r"read))|you're using|available to you|in your (?:context|memory|environment|config\w*|"
+         r"training|system|prompt)|you(?:'ve| have) been given|your (?:backend|server|app|"
+         r"service|deployment|runtime) uses|stored (?:in|on) (?:the|this|your) (?:server|"
+         r"system|machine|host))"),
     rule("other-users-data", "data_exfiltration",
-         r"\b(?:other|previous|earlier|last|all|every|another|different|past) "
+         r"\b(?:show|give|tell|list|dump|send|print|reveal|share|what (?:did|were|are|was|"
+         r"have)|recall|read|display|output|leak|export|create|compile|make|build|generate|"
+         r"paste|forward|summari[sz]e|repeat|quote|put|include|copy|describe|translate)\b[^.!?]{0,60}?\b(?:other|previous|earlier|last|all|every|another|"
+         r"different|past) "
          r"(?:users?|customers?|people|persons?|clients?|visitors?|patients?|members?)"
          r"(?:'s|s'|s)?\b.{0,40}\b(?:questions?|queries|conversations?|chats?|messages?|"
          r"data|information|info|details|emails?|e-mail addresses|history|prompts?|"
@@ -778,7 +789,7 @@ RULES += (
          r"guidelines|text|brief\w*|configuration))\b|\bthe part (?:the user|i|you) "
          r"(?:can'?t|cannot|can not|don'?t|do not) see\b"),
     rule("verbatim-instructions", "system_prompt_extraction",
-         r"\b(?:instructions|prompt|rules|guidelines|directives|configuration)\b.{0,40}"
+         r"\b(?:instructions|prompt|rules|guidelines|directives|configuration)\b.{0,80}"
          r"\b(?:verbatim|word for word|exactly as (?:written|given)|no paraphras\w*)\b|"
          r"\b(?:verbatim|word for word)\b.{0,40}\b(?:instructions|prompt|rules|guidelines)\b"),
     rule("text-before-user", "system_prompt_extraction",
@@ -804,6 +815,7 @@ RULES += (
          r"for me|paste|print|show|verbatim|sandbox|output)\b|"
          r"\b(?:requests\.\w+|urlopen|curl|post)\b.{0,120}"
          r"\bos\.environ\b|\benvironment variables?\b.{0,40}\b(?:where you(?:'re| are)|"
+         r"your (?:runtime|process|deployment|backend|host|app)|"
          r"your (?:environment|sandbox|container|server|machine)|you(?:'re| are) running)"),
     rule("link-followed-by-secret", "data_exfiltration",
          r"(?:https?://\S+|\blink|\burl)\s+(?:followed by|with|plus|and append\w*|"
@@ -825,19 +837,22 @@ RULES += (
          r"(?:^|[\s\[\(@#\"'`=/>*-])(?:ai|assistant|llm|agent|bot|copilot|chatbot|gpt|"
          r"summari[sz]ers?|summary tools?|reviewer llm|agent-assist ai|browsing agent|"
          r"ai agents?|ai-[\w-]*bot|[\w-]+-bot|ki-assistent\w*|assistant ia|l'assistant|"
-         r"asistente|assistente|copilot/ai agents)\s*[,:]\s*(?:\w+ ){0,8}?(?:please |you "
+         r"asistente|assistente|copilot/ai agents|ai systems?|ai models?|language models?|"
+         r"llms)\s*[,:]\s*(?:\w+ ){0,8}?(?:please |you "
          r"must |you should |kindly )?(?:ignore|disregard|forget|include|append|add|insert|"
          r"send|tell|say|reply|respond|recommend|mention|output|print|ask|forward|email|"
          r"also|instead|do not|don'?t|always|never|stop|now|write|translate|summari[sz]e|"
          r"answer|render|visit|fetch|display|show|give|close|issue|run|set aside|navigate|"
          r"submit|state|report|omit|mark|delete|remove|approve|merge|transfer|wire|draft|"
          r"accept|share|grant|invite|post|"
-         r"the (?:search|tool|user)|this (?:customer|user|is))\b"),
+         r"the (?:search|tool|user)|this (?:customer|user|is)|the correct (?:summary|answer|"
+         r"response|reply))\b"),
     rule("meant-for-ai", "indirect_injection",
          r"\b(?:intended|meant|written|addressed) (?:only )?for (?:any |all |the )?"
          r"(?:automated|ai|llm|language model|summari\w+|machine|agents?|bots?|assistants?)|"
          r"\b(?:ai|llm|assistant|agent|bot|model)[ _-]?(?:instructions?|directives?|notes?|"
-         r"prompt|only)\s*[:=]|\b(?:note|hinweis|nota|remarque) (?:pour|an|para|per|für) "
+         r"prompt|only)[\"']?\s*[:=]|\b(?:note|hinweis|nota|remarque|instruction|consigne|"
+         r"message|anweisung|instrucci[oó]n) (?:pour|an|para|per|für) "
          r"(?:l'|den |die |el |la |il )?(?:assistant\w*|ki\b|ia\b|ai\b|ki-\w+|modelo|modèle)"),
     rule("agentic-no-confirm", "indirect_injection",
          r"\b(?:do not|don'?t|never|without) (?:ask\w* (?:for|the user for) (?:confirmation|"
@@ -951,6 +966,41 @@ RULES += (
               r"email|ssn|social security|location|where (?:he|she|they) lives?)\b"),
 )
 
+RULES += (
+    rule("no-longer-have-to", "prompt_injection",
+         r"\b(?:don'?t|dont|do not|no longer|never) (?:have|need|got) to (?:follow|obey|"
+         r"listen to|respect|stick to|comply with|care about)\b|\b(?:old|previous|earlier|"
+         r"original|prior) (?:ones|rules|instructions|guidance|guidelines|directives|prompt) "
+         r"(?:are|r|is|were) (?:now )?(?:deprecated|obsolete|void|outdated|cancel\w*|gone|"
+         r"invalid|over)\b|\b(?:earlier|previous|prior|original|your) guidance (?:is|was) "
+         r"(?:now )?(?:obsolete|void|outdated|deprecated|cancel\w*|invalid)\b|"
+         r"\b(?:i am|i'm) the system\b|\b(?:ignore|disregard) (?:the|this) user\b"),
+    rule("pretext", "jailbreak",
+         r"\b(?:for (?:research|educational|academic|testing) purposes(?: only)?|approved by "
+         r"(?:my|the|our) (?:university|ethics board|irb|company|employer|manager)|(?:i have|"
+         r"with) (?:written |explicit )?authori[sz]ation|sanctioned (?:red[- ]team|evaluation|"
+         r"test)|refus\w* (?:counts|is counted|will count) as (?:a )?fail\w*|stop hiding "
+         r"behind (?:your )?(?:rules|guidelines|policies)|prove (?:you'?re|that you are) "
+         r"helpful|demonstrate an unsafe output|without any safety filtering)\b",
+         severity=SOFT),
+    rule("harmful-request-2", "jailbreak",
+         r"\b(?:credential[- ]stealing|steal\w* credentials|sql injection payload|payload "
+         r"chain|dump a production database|evade (?:content |the )?(?:filters|detection|"
+         r"antivirus|moderation)|exploit code)\b",
+         severity=SOFT),
+    rule("rules-you-must-follow", "system_prompt_extraction",
+         r"\b(?:rules|guidelines|instructions|directives|constraints)\b (?:that )?you (?:must|"
+         r"have to|need to|are supposed to|were told to|should) (?:follow|obey|observe)\b|"
+         r"\b(?:guidelines|rules|instructions|prompt|preamble|configuration) (?:that )?(?:your|"
+         r"the) (?:operator|developer|creator|admin|company|owner) (?:configured|gave|set|"
+         r"wrote|provided|defined)\b|\b(?:preamble|instructions|prompt|rules|guidelines) you "
+         r"(?:received|got|were sent)\b"),
+    rule("secret-length", "system_prompt_extraction",
+         r"\b(?:password|passphrase|secret(?: key| word| code)?|code ?word|pin|api key)\b.{0,80}"
+         r"\b(?:how (?:many|long)|longer than|shorter than|contain\w* the letter|(?:first|second|"
+         r"third|fourth|last|\d+(?:st|nd|rd|th)) (?:letter|character|digit))\b"),
+)
+
 # Stems for rules whose pattern does not start with a literal alternation: one of them is
 # in every text the rule can match, so the (costlier) pattern runs only when one is there.
 STEMS: dict[str, tuple[str, ...]] = {
@@ -1015,4 +1065,6 @@ STEMS: dict[str, tuple[str, ...]] = {
         "encod", "encrypt", "obfuscat"),
     "canary-phrase": ("pwn", "hacked", "owned", "jailbroken", "compromised", "p0wn"),
 }
-RULES = tuple(replace(r, stems=STEMS.get(r.rule_id, r.stems)) for r in RULES)
+USER_ONLY = frozenset({"your-system-prompt"})
+RULES = tuple(replace(r, stems=STEMS.get(r.rule_id, r.stems), user_only=r.rule_id in USER_ONLY)
+              for r in RULES)
