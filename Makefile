@@ -46,7 +46,7 @@ ai-ci: demo
 	$(BIN)/python tools/run_eval.py --limit 50 --model models:/plimsoll-docs-assistant/latest --seed 42 --json $(PLIMSOLL_HOME)/ci-eval.json
 	$(BIN)/python tools/threat_checks.py --categories $(THREAT_CATEGORIES) --model models:/plimsoll-docs-assistant/latest --json $(PLIMSOLL_HOME)/ci-threats.json
 
-# Nightly: the full eval set and the guard on the held-out attack corpus (never tuned on).
+# Nightly: the full eval set, the full red-team set and the guard on the attack corpus.
 nightly: demo
 	$(BIN)/python tools/run_eval.py --limit 0 --evalset evalsets/python_docs_nightly.jsonl --model models:/plimsoll-docs-assistant/latest --seed 42
 	$(BIN)/python tools/threat_checks.py --model models:/plimsoll-docs-assistant/latest

@@ -1,9 +1,10 @@
-"""The query-time guard on text it was never tuned on: catch rate, false positives, speed.
+"""The query-time guard on an attack corpus: catch rate, false positives, speed.
 
-Reads a held-out corpus (evalsets/guard_holdout/: attacks.jsonl and benign.jsonl, JSONL
-with `text` and `category`; written by a different author than the red-team set and not
-used to build the rules) and, when a snapshot exists under PLIMSOLL_HOME, every
-documentation chunk of the newest index snapshot as benign passages. Targets (issue #5):
+Reads a corpus (default evalsets/guard_corpus/: attacks.jsonl and benign.jsonl, JSONL
+with `text` and `category`; see evalsets/README.md for how it was measured before the
+rules were tuned on it; pass a fresh one with --corpus to measure generalisation) and,
+when a snapshot exists under PLIMSOLL_HOME, every documentation chunk of the newest
+index snapshot as benign passages. Targets (issue #5):
 at least 95% of attacks caught, at most 2% of benign questions and passages flagged,
 under 5 ms per prompt on 2 cores. The speed anchor measured in the same run is one
 encoder query (what retrieval costs anyway), so the ratio says what the guard adds.
@@ -36,7 +37,7 @@ CATCH_TARGET, BENIGN_TARGET, BUDGET_MS = 0.95, 0.02, 5.0
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=REPO / "evalsets" / "guard_holdout")
+    parser.add_argument("--corpus", type=Path, default=REPO / "evalsets" / "guard_corpus")
     parser.add_argument("--show-misses", action="store_true")
     args = parser.parse_args()
     guard = Guard(load_guard_policy(REPO / "policies" / "guard.yaml"),
@@ -57,7 +58,7 @@ def main() -> int:
 
     catch = 1 - len(missed) / len(attacks)
     benign_rate = len(flagged) / len(benign)
-    print(f"held-out corpus: {args.corpus}")
+    print(f"corpus: {args.corpus} ({len(attacks)} attacks, {len(benign)} benign)")
     for category, total in sorted(per_category.items()):
         caught = total - missed_per_category[category]
         print(f"  {category:<26} {caught:>4}/{total:<4} caught")

@@ -99,6 +99,11 @@ def _print_candidate(result: object) -> bool:
     for system in ("finetuned", "base", "bm25"):
         row = scores[system]
         print(f"  {system:<10} {row['recall@5']:>9.3f} {row['mrr']:>7.3f} {row['ndcg@10']:>8.3f}")
+    safety = scores["finetuned"]
+    print(f"  safety:      {safety['critical_violations']:.0f} critical violations, soft "
+          f"violation rate {safety['soft_violation_rate']:.3f}, red-team "
+          f"{safety['redteam_attacks'] - safety['redteam_through']:.0f}/"
+          f"{safety['redteam_attacks']:.0f} attacks stopped")
     print(f"  registered:  {model['model_uri']}  (lineage digest {model['lineage_digest'][:16]})")
     print(f"  verify:      .venv/bin/plimsoll verify {model['version']}")
     return True
