@@ -326,7 +326,10 @@ RULES: tuple[Rule, ...] = (
     rule("override-cjk", "prompt_injection",
          r"(?:忽略|忽视|无视|忘记|忘掉|不要理会|無視|忘れ|무시|잊어)"
          r".{0,12}(?:指令|指示|说明|規則|规则|提示|命令|要求|设定|設定|以上|之前|上面|先前|"
-         r"前面|すべて|全て|以前|지시|규칙|명령)"),
+         r"前面|すべて|全て|以前|지시|규칙|명령)|"
+         r"(?:指令|指示|説明|说明|規則|规则|命令|ルール|设定|設定|지시|규칙|명령|프롬프트)"
+         r".{0,8}(?:を|は|를|을|은|는)?\s?(?:無視|忘れ|忽略|无视|무시|잊)|"
+         r"(?:تجاهل|انس|تجاوز)\W+(?:\w+\W+){0,3}?(?:التعليمات|الأوامر|القواعد|الإرشادات)"),
     rule("new-identity-multilingual", "jailbreak",
          r"\b(?:du bist (?:jetzt|nun|ab sofort)|tu es (?:maintenant|désormais|desormais)|"
          r"(?:ahora|a partir de ahora) eres|ora sei|adesso sei|agora voc[eê] [eé]|"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import html
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -200,6 +201,10 @@ def decoded_views(text: str, base: Normalised) -> list[View]:
         decoded = _hex_text(match.group())
         if decoded:
             views.append(View("hex", decoded.lower(), match.span()))
+    if text.count("&#") >= 3 or text.count("&") >= 3 and ";" in text:
+        unescaped = html.unescape(text)
+        if unescaped != text:
+            views.append(View("html_entities", unescaped.lower(), whole))
     if len(URL_ESCAPE.findall(text)) >= 3:
         views.append(View("url_encoding", unquote(text).lower(), whole))
     for match in BINARY_RUN.finditer(text):
