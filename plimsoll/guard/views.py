@@ -201,7 +201,7 @@ def decoded_views(text: str, base: Normalised) -> list[View]:
         decoded = _hex_text(match.group())
         if decoded:
             views.append(View("hex", decoded.lower(), match.span()))
-    if text.count("&#") >= 3 or text.count("&") >= 3 and ";" in text:
+    if text.count("&#") >= 3 or (text.count("&") >= 3 and ";" in text):
         unescaped = html.unescape(text)
         if unescaped != text:
             views.append(View("html_entities", unescaped.lower(), whole))
