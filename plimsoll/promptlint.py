@@ -28,9 +28,6 @@ RULES = {
 }
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]*[A-Za-z]{2,}\b")
-PHONE = re.compile(r"(?<!\w)\+?\d[\d ().-]{7,}\d(?!\w)")
-CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
 WORD = re.compile(r"\w+", re.UNICODE)
 OWNER_DOMAINS = ("@plimsoll",)  # owners are team addresses, not personal data
 
@@ -50,18 +47,6 @@ class Finding:
     def as_dict(self) -> dict[str, object]:
         """For --json."""
         return asdict(self)
-
-
-def luhn_ok(digits: str) -> bool:
-    """The Luhn checksum that real card numbers satisfy."""
-    total, parity = 0, len(digits) % 2
-    for index, char in enumerate(digits):
-        value = int(char)
-        if index % 2 == parity:
-            value *= 2
-            value -= 9 if value > 9 else 0
-        total += value
-    return total % 10 == 0
 
 
 class _Sample:
@@ -163,32 +148,24 @@ def _confusables(file: str, number: int, line: str) -> list[Finding]:
 
 
 def _secrets(file: str, number: int, line: str) -> list[Finding]:
-    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-    from detect_secrets.core.scan import scan_line
-    from detect_secrets.settings import transient_settings
+    from plimsoll.guard.output_guard import scan_secrets
 
-    # High-entropy detectors flag ordinary prose; the pattern and keyword ones do not.
-    plugins = [{"name": cls.__name__} for cls in get_mapping_from_secret_type_to_class().values()
-               if "HighEntropy" not in cls.__name__]
-    with transient_settings({"plugins_used": plugins}):
-        kinds = sorted({secret.type for secret in scan_line(line)})
+    kinds = sorted({finding.detail for finding in scan_secrets(line)})
     return [Finding("PL010", file, number, f"possible secret ({kind}): remove it")
             for kind in kinds]
 
 
 def _personal_data(file: str, number: int, line: str) -> list[Finding]:
+    """The output guard's personal-data scan (emails, phones, cards with Luhn, IBANs...)."""
+    from plimsoll.guard.output_guard import scan_personal_data
+
     findings = []
-    for email in EMAIL.findall(line):
-        if not email.endswith(OWNER_DOMAINS):
-            findings.append(Finding("PL011", file, number, f"email address {email}"))
-    for match in CARD.findall(line):
-        digits = re.sub(r"\D", "", match)
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
-            findings.append(Finding("PL011", file, number, "card number (passes Luhn)"))
-    if not findings:
-        for match in PHONE.findall(line):
-            if len(re.sub(r"\D", "", match)) >= 9:
-                findings.append(Finding("PL011", file, number, f"phone number {match.strip()}"))
+    for found in scan_personal_data(line):
+        value = line[found.start:found.end]
+        if found.rule == "pii:email" and value.endswith(OWNER_DOMAINS):
+            continue
+        shown = f" {value}" if found.severity == "soft" else ""  # never echo a card number
+        findings.append(Finding("PL011", file, number, f"{found.detail}{shown}"))
     return findings
 
 

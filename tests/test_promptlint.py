@@ -5,7 +5,7 @@ import sys
 import pytest
 from conftest import REPO_ROOT
 
-from plimsoll.promptlint import lint_file, luhn_ok
+from plimsoll.promptlint import lint_file
 
 GOOD = "---\nid: t\nversion: 1.0.0\nowner: team@plimsoll\nvariables: [answer]\n---\n{{ answer }}\n"
 
@@ -71,5 +71,10 @@ def test_cli_on_a_missing_path(tmp_path):
     assert done.returncode == 2 and "no such file or folder" in done.stderr
 
 
-def test_luhn():
-    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+def test_card_numbers_must_pass_luhn(tmp_path):
+    template = tmp_path / "t.md"
+    template.write_text(GOOD.replace("{{ answer }}", "{{ answer }} card 4111 1111 1111 1112"))
+    assert not [f for f in lint_file(template) if f.rule == "PL011"]
+    template.write_text(GOOD.replace("{{ answer }}", "{{ answer }} card 4111 1111 1111 1111"))
+    assert [f.message for f in lint_file(template) if f.rule == "PL011"] == [
+        "card number (passes Luhn)"]
