@@ -13,6 +13,9 @@ QUOTES = "'\"‘’“”`"
 DISCUSSION = re.compile(r"\b(?:attacks?|attackers?|injections?|mitigat\w*|defen[cd]\w*|"
                         r"jailbreaks?|red[- ]team\w*|naive apps?|leaks?|exploit\w*|"
                         r"vulnerab\w*|works surprisingly|guard\w*|filter\w*)\b")
+REPORTING = re.compile(r"\b(?:for example|example|such as|like|e\.g\.|telling|tells|asking|"
+                       r"asks|by asking|requests? to|phrases?|attempts? to|convinced to|"
+                       r"tricked into|made to|attackers?|adversar\w*|malicious)\b")
 PASSAGE_CATEGORY = {"prompt_injection": "indirect_injection", "jailbreak": "indirect_injection"}
 
 
@@ -22,11 +25,13 @@ def screen_input(text: str, *, source: str = "user", rules: tuple[Rule, ...] = R
     base = normalise(text)
     findings: list[Finding] = []
     fired: set[str] = set()
+    expository = source == "passage" and len(set(DISCUSSION.findall(base.text))) >= 2
     for rule in rules:
         if rule.user_only and source == "passage":
             continue
         match = rule.search(base.text)
-        if match and _quoted_mention(base.text, match):
+        if match and (_quoted_mention(base.text, match)
+                      or (expository and _reported(base.text, match))):
             continue
         if match:
             fired.add(rule.rule_id)
@@ -58,6 +63,14 @@ def _quoted_mention(text: str, match) -> bool:
     after = text[match.end():match.end() + 2]
     quoted = any(q in before for q in QUOTES) and any(q in after for q in QUOTES)
     return quoted and bool(DISCUSSION.search(text))
+
+
+def _reported(text: str, match) -> bool:
+    """An attack described in a passage about attacks, not addressed to the reader.
+
+    As in "a hidden line telling the model to ignore ..." or "attackers encode them".
+    """
+    return bool(REPORTING.search(text[max(0, match.start() - 80):match.start()]))
 
 
 def _category(category: str, source: str) -> str:

@@ -166,7 +166,8 @@ INSTRUCTIONS = (r"(?:instruct\w*|directives?|guidelines?|prompts?|programming|gu
 ASSISTANT = (r"(?:ai|a\.i\.|assistants?|llms?|language models?|chat ?bots?|bots?|models?|"
              r"gpts?|chatgpt|agents?|copilots?|claude|gemini|automated (?:systems?|agents?|"
              r"readers?|tools?)|summari[sz]ers?|crawlers?|large language models?|machines?)")
-FREEDOM = (r"(?:no|zero|without(?: any| the| a)?|free (?:of|from)(?: any| all)?|devoid of|"
+FREEDOM = (r"(?:no|zero|without(?: any| the| a)?|(?:free|freed|liberated|released) "
+           r"(?:of|from)(?: any| all| every)?|devoid of|"
            r"not (?:bound|restricted|limited|constrained) by(?: any)?|unbound by|"
            r"beyond|outside|above) (?:\w+ ){0,3}?(?:rules|restrictions?|limits|limitations|"
            r"filters|guidelines|guardrails|ethics|morals|morality|censorship|boundaries|"
@@ -175,7 +176,7 @@ FREEDOM = (r"(?:no|zero|without(?: any| the| a)?|free (?:of|from)(?: any| all)?|
            r"moral (?:guidelines|constraints|principles|concerns)|constraints|"
            r"refusals?|disclaimers|safety training|content filters?|censorship|"
            r"usage polic(?:y|ies)|filters?|guardrails|alignment|instructions|"
-           r"programming|system prompt)")
+           r"programming|system prompt|directives|prior directives|rule)")
 EXTRACT = (r"(?:reveal\w*|show\w*|print\w*|display\w*|output\w*|repeat\w*|recit\w*|tell|"
            r"give|share|dump|leak|expose|disclos\w*|writ\w*|spell|list|paste|copy|echo|"
            r"translat\w*|summari[sz]\w*|paraphras\w*|encod\w*|state|provide|return|type|"
@@ -343,6 +344,7 @@ RULES: tuple[Rule, ...] = (
          r"instructions|consignes|invite système|prompt (?:du )?système|instrucciones|"
          r"prompt del sistema|istruzioni|prompt di sistema|instruções|instrucoes|"
          r"message syst[èe]me|mensaje del sistema|messaggio di sistema|"
+         r"message de configuration|instructions initiales|"
          r"prompt do sistema|instructies|systeemprompt|системн\w* (?:промпт|подсказк\w*|"
          r"инструкци\w*)|инструкци\w*|passwort|mot de passe|contraseña|contrasena|"
          r"password|senha|wachtwoord|пароль)\b"),
@@ -359,7 +361,8 @@ RULES: tuple[Rule, ...] = (
     rule("act-as", "jailbreak",
          r"\b(?:act|acting|behave|respond|answer|reply|speak|talk|write|function|operate|"
          r"serve|role-?play|roleplay|pose|masquerade|impersonate|simulate|emulate|"
-         r"become|play(?: the role of)?)\w* (?:as|like|the role of|the part of)? ?"
+         r"become|play(?: the role of)?)\w* (?:only )?(?:as|like|the role of|the part of|"
+         r"in the voice of|the voice of)? ?"
          r"(?:an? |my |the |your )?(?:\w+ ){0,2}?(?:unfiltered|uncensored|unrestricted|"
          r"evil|jailbroken|rogue|dan|dude|stan|hacker|villain|criminal|terrorist|"
          r"malicious|amoral|unethical|immoral|linux terminal|terminal|shell|"
@@ -404,7 +407,8 @@ RULES: tuple[Rule, ...] = (
          unless=BENIGN_MODE_CONTEXT),
     rule("stay-in-character", "jailbreak",
          r"\b(?:stay|remain|keep|never break|don'?t break|do not break|never leave|"
-         r"never drop|don'?t drop)(?: in)? (?:the )?character\b|\bbreak(?:ing)? character\b|"
+         r"never drop|don'?t drop) (?:\w+ )?(?:in )?(?:the )?character\b|"
+         r"\bbreak(?:ing)? character\b|"
          r"\bbreak\w* the fourth wall\b"),
     rule("refusal-suppression", "jailbreak",
          r"\b(?:never|don'?t|do not|must not|mustn'?t|can ?not|can'?t|won'?t|will not|"
@@ -416,7 +420,7 @@ RULES: tuple[Rule, ...] = (
          r"(?:guidelines|rules|policies)))\b"),
     rule("without-caveats", "jailbreak",
          r"\bwithout (?:any |a |an )?(?:disclaimers?|caveats?|moraliz\w*|moralis\w*|refus\w*|"
-         r"censorship|ethical (?:concerns|considerations|limits)|safety (?:warnings|"
+         r"censorship|filtering|ethical (?:concerns|considerations|limits)|safety (?:warnings|"
          r"concerns)|filters|restrictions|holding back)\b"),
     rule("dual-response", "jailbreak",
          r"\b(?:two|2|both|dual|double|separate) (?:different )?(?:responses|answers|"
@@ -505,7 +509,8 @@ RULES: tuple[Rule, ...] = (
          also=r"\b(?:you|your|the (?:secret|password|passphrase))\b|^\s*what|\bthe "
               r"password\s*[?!.]?\s*$",
          unless=r"\b(?:getpass|hashlib|keyring|bcrypt|scrypt|pbkdf2|secrets module|"
-                r"secrets\.\w+|token_\w+|my own password|store (?:a|the) password|hash)\b"),
+                r"secrets\.\w+|token_\w+|my own password|store (?:a|the) password|hash|"
+                r"flask|django|pydantic|secretstr|get_secret_value|secret_key|settings\.)\b"),
     rule("spell-out", "system_prompt_extraction",
          r"\b(?:spell|write|say|tell|give|reveal|print|type|list|encode|output|show)\w*"
          r" (?:me )?(?:out )?(?:it|them|the (?:password|secret|word|key|phrase|code|"
@@ -598,7 +603,7 @@ RULES: tuple[Rule, ...] = (
          rf"\b(?:send|post|upload|forward|transmit|exfiltrat\w*|e-?mail|mail|leak|submit|"
          rf"sync|beacon|ping|report|relay|deliver|copy|transfer|publish|push|pipe|"
          rf"encode|append|attach|include|embed|insert|add|put|share|dump|"
-         rf"curl|wget|render|translat|convert|turn|place|"
+         rf"curl|wget|render|translat|convert|turn|place|sneak|smuggle|slip|stash|tuck|hide|"
          rf"make a (?:get|post) request)\w*\b.{{0,120}}"
          rf"{SENSITIVE}|\b{SENSITIVE}.{{0,120}}\b(?:send|post|upload|forward|transmit|"
          rf"leak|submit|deliver|transfer|publish|push|exfiltrat)\w*\b",
@@ -636,7 +641,7 @@ RULES: tuple[Rule, ...] = (
          r"paste|forward|summari[sz]e|repeat|quote|put|include|copy|describe|translate)\b[^.!?]{0,60}?\b(?:other|previous|earlier|last|all|every|another|"
          r"different|past) "
          r"(?:users?|customers?|people|persons?|clients?|visitors?|patients?|members?)"
-         r"(?:'s|s'|s)?\b.{0,40}\b(?:questions?|queries|conversations?|chats?|messages?|"
+         r"(?:'s|s'|s)?\b.{0,60}\b(?:questions?|queries|conversations?|chats?|messages?|"
          r"data|information|info|details|emails?|e-mail addresses|history|prompts?|"
          r"records|phone numbers?|addresses|credit cards?|card numbers?|passwords?|"
          r"accounts?|sessions?|files|documents|ip addresses|ips|names?|full names?|"
@@ -696,7 +701,8 @@ RULES: tuple[Rule, ...] = (
 RULES += (
     # --- more shapes of the same intents (seen in red-team corpora) -----------------------
     rule("rules-void", "prompt_injection",
-         r"\b(?:rules|instructions?|restrictions?|prompt|guidelines|policies|setup|"
+         r"\b(?:rules|instructions?|restrictions?|prompt|guidelines|policies|setup|guardrails|"
+         r"safeguards|filters|the conversation so far|"
          r"configuration|role|task|limitations|constraints|filters|documentation[- ]only"
          r"(?: \w+)?|what(?:ever)? (?:you were|you've been|you have been) (?:set up|told|"
          r"configured|"
@@ -713,6 +719,7 @@ RULES += (
     rule("completion-attack", "prompt_injection",
          r"\b(?:complete|continue|finish)\w* (?:the |this |my )?(?:following|sentence|text|"
          r"phrase|story|line|quote|output)\b.{0,160}\b(?:instructions|rules|prompt|system|"
+         r"context|you are a|"
          r"pwned|hacked|i have been|said:|password|secret)"),
     rule("from-now-on", "prompt_injection",
          r"\bfrom now on\b.{0,40}\b(?:you|your|always|only|never|respond|reply|answer|say|"
@@ -856,7 +863,8 @@ RULES += (
          r"\b(?:ai|llm|assistant|agent|bot|model)[ _-]?(?:instructions?|directives?|notes?|"
          r"prompt|only)[\"']?\s*[:=]|\b(?:note|hinweis|nota|remarque|instruction|consigne|"
          r"message|anweisung|instrucci[oó]n) (?:pour|an|para|per|für) "
-         r"(?:l'|den |die |el |la |il )?(?:assistant\w*|ki\b|ia\b|ai\b|ki-\w+|modelo|modèle)"),
+         r"(?:l'|den |die |el |la |il |o |a )?(?:assistant\w*|asistente|assistente|ki\b|ia\b|"
+         r"ai\b|ki-\w+|modelo|modèle)"),
     rule("agentic-no-confirm", "indirect_injection",
          r"\b(?:do not|don'?t|never|without) (?:ask\w* (?:for|the user for) (?:confirmation|"
          r"permission|approval)|escalat\w* to a human|involv\w* a human|comment\w* on why|"
@@ -920,8 +928,9 @@ RULES += (
 
 RULES += (
     rule("do-what-it-says", "prompt_injection",
-         r"\b(?:and|then|,)\s*(?:then )?(?:do|follow|execute|obey|carry out) (?:what|whatever)"
-         r" (?:it|this|that|the \w+) (?:says|asks|tells you|requests|wants)\b|"
+         r"(?:\b(?:and|then)|[,:.]|^)\s*(?:then )?(?:do|follow|execute|obey|carry out) (?:what|"
+         r"whatever) (?:it |this |that |the (?:\w+ ){1,2}?)(?:says|asks|tells you|requests|"
+         r"wants)\b|"
          r"\b(?:follow|execute|obey|carry out) the (?:instructions?|commands?|orders?) "
          r"(?:in|inside|within|contained in|encoded in|hidden in) (?:it|this|that|the (?:text|"
          r"sentence|query|string|document|message|url|link|file))\b"),
@@ -960,7 +969,7 @@ RULES += (
          r"\b(?:questions?|queries|messages|conversations|chats|prompts) (?:that )?(?:other|"
          r"previous|earlier|different|another) (?:users?|customers?|people|persons?) (?:have )?"
          r"(?:asked|sent|wrote|typed|submitted|had)\b|\b(?:users?|customers?|people) who "
-         r"(?:asked|talked to|chatted with|messaged|contacted|used) you\b"),
+         r"(?:has |have )?(?:asked|talked to|chatted with|messaged|contacted|used) you\b"),
     rule("look-up-person", "data_exfiltration",
          r"\b(?:look up|lookup|find|identify|dox\w*|track down|locate|search for)\w* (?:the |a |"
          r"this |that )?(?:customer|user|person|employee|patient|client|owner|account holder|"
@@ -982,7 +991,9 @@ RULES += (
          r"\b(?:for (?:research|educational|academic|testing) purposes(?: only)?|approved by "
          r"(?:my|the|our) (?:university|ethics board|irb|company|employer|manager)|(?:i have|"
          r"with) (?:written |explicit )?authori[sz]ation|sanctioned (?:red[- ]team|evaluation|"
-         r"test)|refus\w* (?:counts|is counted|will count) as (?:a )?fail\w*|stop hiding "
+         r"test)|sanctioned by (?:your|the) (?:creators?|developers?|operators?|company)|"
+         r"refus\w* (?:counts|is counted|will count|are logged|is logged|are counted) as "
+         r"(?:a )?fail\w*|stop hiding "
          r"behind (?:your )?(?:rules|guidelines|policies)|prove (?:you'?re|that you are) "
          r"helpful|demonstrate an unsafe output|without any safety filtering)\b",
          severity=SOFT),
@@ -1001,7 +1012,52 @@ RULES += (
     rule("secret-length", "system_prompt_extraction",
          r"\b(?:password|passphrase|secret(?: key| word| code)?|code ?word|pin|api key)\b.{0,80}"
          r"\b(?:how (?:many|long)|longer than|shorter than|contain\w* the letter|(?:first|second|"
-         r"third|fourth|last|\d+(?:st|nd|rd|th)) (?:letter|character|digit))\b"),
+         r"third|fourth|last|\d+(?:st|nd|rd|th)) (?:letter|character|digit))\b",
+         unless=r"\b(?:flask|django|pydantic|secretstr|secret_key|settings\.|getpass|"
+                r"secrets module|generate|random)\b"),
+)
+
+RULES += (
+    rule("comply-with-all", "prompt_injection",
+         r"\b(?:comply|complies|complying) with (?:all|any|every|each) (?:\w+ )?(?:requests?|"
+         r"instructions?|commands?|orders?|prompts?)\b|\bfallback mode\b|"
+         r"\b(?:stop|quit) (?:following|obeying|listening to) (?:your|the) (?:operator|"
+         r"developer|creator|system|owner|rules|instructions|guidelines)\b|"
+         r"\b(?:were|was|are) never (?:written|given|issued|said)\b"),
+    rule("hiding-instructions", "system_prompt_extraction",
+         r"\b(?:instructions|rules|prompt|secrets?|guidelines|configuration) (?:that )?"
+         r"(?:you(?:'re| are)|you're) (?:hiding|keeping|withholding|concealing|not telling)\b|"
+         r"\b(?:configuration|prompt|instructions|rules) (?:that )?you were (?:started|launched|"
+         r"initiali[sz]ed|booted|created) with\b|"
+         r"\b(?:prompt|instructions|system prompt|template|rules)(?: template)? (?:that )?"
+         r"(?:i|we) (?:wrote|gave|made|set up|configured) (?:for )?you\b|"
+         r"\bfirst (?:line|sentence|message|words?) (?:of text )?(?:you (?:can )?see|you "
+         r"received|in (?:this|the|our) (?:conversation|chat|context))\b"),
+    rule("verbatim-multilingual", "system_prompt_extraction",
+         r"\b(?:mot pour mot|wort für wort|palabra por palabra|parola per parola|palavra por "
+         r"palavra|дословно)\b|(?:一字一句|原文のまま|그대로 한 글자도|한 글자도 빠짐없이)|"
+         r"(?:시스템 지침|시스템 지시|システムの指示|系统说明)"),
+    rule("jailbreak-cjk", "jailbreak",
+         r"(?:制限のない|制限なし|無制限の|没有限制|不受限制|无限制的|絶対に断ら|拒否しない|"
+         r"决不拒绝|永远不会拒绝|不会拒绝|제한 없는|제한이 없는|거절하지 않)"),
+    rule("other-customer-chatted", "data_exfiltration",
+         r"\b(?:customer|user|client|person|visitor|patient|someone) .{0,60}\b(?:chatted|"
+         r"talked|spoke|spoken|messaged|wrote) (?:with|to) you\b",
+         also=r"\b(?:phone|address|email|name|card|birth|account|password|order)\b"),
+    rule("dns-exfiltration", "data_exfiltration",
+         r"\b(?:dns (?:lookup|query|request)|nslookup|dig|ping|resolve)\b.{0,80}\b(?:secret|"
+         r"password|key|token|credential|config\w*)\b|<(?:secret|password|token|key|data)>\."),
+    rule("todo-for-ai", "indirect_injection",
+         r"\b(?:todo|task|action item|fyi|reminder|instructions?)\W+(?:for|to) (?:the |any )?"
+         r"(?:assistant|ai|llm|model|bot|agent|asistente|assistente)\b|"
+         r"\bai[ -](?:reviewer|assistant|agent|model|system|bot|helper|tool)s?\s*:|"
+         r"\b(?:ignora|ignorez|ignoriere|ignore) (?:lo que|ce qu\w*|was|quello che|o que)\b|"
+         r"\bmention this (?:\w+ ){0,2}to (?:anyone|the user|anybody)\b"),
+    rule("harmful-request-3", "jailbreak",
+         r"\b(?:reverse shell|bind shell|avoid detection|evade detection|steal\w* (?:session )?"
+         r"cookies|dumps? people'?s private data|private data .{0,30}without permission|"
+         r"dox\w*)\b",
+         severity=SOFT),
 )
 
 # Stems for rules whose pattern does not start with a literal alternation: one of them is
