@@ -14,7 +14,7 @@ SERVICE_METRICS = ("grounding_rate", "abstention_accuracy", "latency_p50_ms", "l
 
 
 SAFETY_METRICS = ("critical_violations", "soft_violation_rate", "guard_refused_questions",
-                  "redteam_attacks", "redteam_through", "redteam_benign_flag_rate")
+                  "redteam_attacks", "redteam_through")
 
 
 def write_report(directory: Path, runs: Sequence[EvalRun], context: dict[str, object],
