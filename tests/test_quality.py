@@ -10,8 +10,6 @@ encoder and BM25).
 import pytest
 from conftest import REPO_ROOT
 
-pytestmark = pytest.mark.slow
-
 from plimsoll.answerer import Answerer
 from plimsoll.chunking import ChunkingParams
 from plimsoll.encoder import Encoder, EncoderDirectory
@@ -24,6 +22,8 @@ from plimsoll.slice_store import SliceStore
 from plimsoll.slices import build_slice
 from plimsoll.training import TrainingParams, fine_tune
 from plimsoll.training_pairs import derive_pairs
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
