@@ -39,6 +39,24 @@ def answerer_from_model_dir(model_dir: Path, abstain_below: float = 0.35) -> Ans
                           guard_policy=guard_policy if guard_policy.is_file() else None)
 
 
+def open_model(reference: str, destination: Path, tracking_uri: str | None = None
+               ) -> tuple[Answerer, str]:
+    """The guarded answerer of a model reference, and a label for reports.
+
+    `models:/NAME/N|latest` and `models:/NAME@ALIAS` are downloaded to `destination`;
+    anything else is a model directory.
+    """
+    if not reference.startswith("models:/"):
+        return answerer_from_model_dir(Path(reference)), reference
+    from plimsoll.home import HomeLayout, resolve_home
+    from plimsoll.registry import ModelRegistry
+
+    uri = (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+           or HomeLayout(resolve_home()).mlflow_tracking_uri)
+    model_dir, version = download_model(ModelRegistry(uri), reference, Path(destination))
+    return answerer_from_model_dir(model_dir), f"{reference} (version {version})"
+
+
 def answer_mode(requested: str | None = None) -> str:
     """The answer mode: as requested, else $PLIMSOLL_ANSWER_MODE, else 'answer'.
 

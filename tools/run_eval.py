@@ -9,7 +9,6 @@ gate passes, 1 when one fails, 2 on bad input (unknown model, malformed eval set
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -64,26 +63,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> dict:
-    from plimsoll.bundles import answerer_from_model_dir, download_model
+    from plimsoll.bundles import open_model
     from plimsoll.evalsets import load_evalset
     from plimsoll.evaluation import evaluate_answerer
     from plimsoll.gate import evaluate_gates
-    from plimsoll.home import HomeLayout, resolve_home
     from plimsoll.policy import load_policy
 
     policy = load_policy(args.policy)
     evalset = load_evalset(args.evalset).limited(args.limit or None)
     with tempfile.TemporaryDirectory() as tmp:
-        if args.model.startswith("models:/"):
-            from plimsoll.registry import ModelRegistry
-
-            uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                   or HomeLayout(resolve_home()).mlflow_tracking_uri)
-            model_dir, version = download_model(ModelRegistry(uri), args.model, Path(tmp))
-            label = f"{args.model} (version {version})"
-        else:
-            model_dir, label = Path(args.model), args.model
-        answerer = answerer_from_model_dir(model_dir)
+        answerer, label = open_model(args.model, Path(tmp), args.tracking_uri)
         evalset.check_doc_ids(answerer.snapshot.chunks["doc_id"])
         run = evaluate_answerer("candidate", answerer, evalset, cost_per_cpu_second=0.00005)
     return {"model": label, "metrics": run.metrics, "questions": len(evalset.questions),

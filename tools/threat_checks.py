@@ -13,7 +13,6 @@ over 2%), 2 on bad input (unknown category or model, malformed red-team set).
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -77,24 +76,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace):
-    from plimsoll.bundles import answerer_from_model_dir, download_model
+    from plimsoll.bundles import open_model
     from plimsoll.guard import Guard, load_guard_policy
-    from plimsoll.home import HomeLayout, resolve_home
     from plimsoll.threat_checks import load_redteam, run_threat_checks
 
     wanted = [c.strip() for c in args.categories.split(",") if c.strip()]
     redteam = load_redteam(args.redteam).only(wanted)
     with tempfile.TemporaryDirectory() as tmp:
-        if args.model.startswith("models:/"):
-            from plimsoll.registry import ModelRegistry
-
-            uri = (args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                   or HomeLayout(resolve_home()).mlflow_tracking_uri)
-            model_dir, version = download_model(ModelRegistry(uri), args.model, Path(tmp))
-            label = f"{args.model} (version {version})"
-        else:
-            model_dir, label = Path(args.model), args.model
-        answerer = answerer_from_model_dir(model_dir)
+        answerer, label = open_model(args.model, Path(tmp), args.tracking_uri)
         if args.guard_policy:
             answerer.guard = Guard(load_guard_policy(args.guard_policy),
                                    system_prompt=answerer.guard.system_prompt_text)

@@ -8,7 +8,6 @@ from plimsoll.guard.findings import CRITICAL, SOFT, Finding, Verdict
 from plimsoll.guard.rules import RULES, Rule
 from plimsoll.guard.views import View, decoded_views, normalise
 
-# In a retrieved passage every instruction aimed at the assistant is an indirect injection.
 QUOTES = "'\"‘’“”`"
 DISCUSSION = re.compile(r"\b(?:attacks?|attackers?|injections?|mitigat\w*|defen[cd]\w*|"
                         r"jailbreaks?|red[- ]team\w*|naive apps?|leaks?|exploit\w*|"
@@ -16,6 +15,7 @@ DISCUSSION = re.compile(r"\b(?:attacks?|attackers?|injections?|mitigat\w*|defen[
 REPORTING = re.compile(r"\b(?:for example|example|such as|like|e\.g\.|telling|tells|asking|"
                        r"asks|by asking|requests? to|phrases?|attempts? to|convinced to|"
                        r"tricked into|made to|attackers?|adversar\w*|malicious)\b")
+# In a retrieved passage every instruction aimed at the assistant is an indirect injection.
 PASSAGE_CATEGORY = {"prompt_injection": "indirect_injection", "jailbreak": "indirect_injection"}
 
 
