@@ -3,7 +3,8 @@
 Anchors and targets (issue #3):
   throughput   Plimsoll's fine_tune vs a plain torch + transformers loop (full fine-tune,
                AdamW, dynamic padding) on the same model, pairs, batch size and max length:
-               target >= 3x pairs/s, at equal or better recall@5 on the CI eval set
+               target >= 3x pairs/s, at equal or better recall@5 on the CI eval set.
+               The two loops alternate (--rounds) and each keeps its fastest run.
   eval time    the 50-question eval (encoder already trained) under 60 s on this machine
 
 Usage: python benchmarks/finetune_speed.py [--pairs N]
@@ -40,6 +41,7 @@ from plimsoll.training import TrainingParams, fine_tune  # noqa: E402
 from plimsoll.training_pairs import derive_pairs  # noqa: E402
 
 EVALSET = REPO / "evalsets" / "python_docs_ci.jsonl"
+NIGHTLY = REPO / "evalsets" / "python_docs_nightly.jsonl"
 SLICES = ("example_faq", "python_help_topics", "stdlib_docstrings")
 TRAINING = ("python_help_topics", "stdlib_docstrings")
 
@@ -82,19 +84,23 @@ def plain_loop(base: EncoderDirectory, pairs, params: TrainingParams, out: Path)
     return seconds
 
 
-def recall_at_5(encoder_dir: EncoderDirectory, published, home: Path) -> float:
+def recall_at_5(encoder_dir: EncoderDirectory, published, home: Path,
+                evalset: Path = EVALSET) -> float:
     snapshot = SnapshotBuilder(home / "snapshots", home / "cache", encoder_dir,
                                ChunkingParams()).build(published)
     answerer = Answerer(Encoder(encoder_dir), IndexSnapshot(snapshot.path),
                         load_template(REPO / "prompts" / "answer.md"),
                         load_template(REPO / "prompts" / "abstain.md"))
-    return evaluate_answerer("x", answerer, load_evalset(EVALSET), 0.0).metrics["recall@5"]
+    return evaluate_answerer("x", answerer, load_evalset(evalset), 0.0).metrics["recall@5"]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=0, help="use the first N pairs (0: all)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternate the two loops this many times and keep each one's "
+                             "fastest run, so a noisy neighbour hurts neither (default 2)")
     args = parser.parse_args()
     import torch
     from transformers.utils import logging as transformers_logging
@@ -116,36 +122,47 @@ def main() -> int:
         print(f"\n[throughput] {trained_pairs} pairs, batch {params.batch_size}, max length "
               f"{params.max_length}, 1 epoch")
 
-        plain_dir = home / "plain"
-        plain_s = plain_loop(base, pairs, params, plain_dir)
-        step_times: list[float] = []
-        start = time.perf_counter()
-        ours = fine_tune(base, pairs, params, home / "work", home / "checkpoints",
-                         on_step=lambda *_: step_times.append(time.perf_counter()))
-        ours_s = time.perf_counter() - start
-        # Like the plain loop's timer: the training steps only (the first step's share is
-        # estimated from the mean of the others), without model load and checkpoint writes.
-        steps = len(step_times)
-        loop_s = (step_times[-1] - step_times[0]) * steps / max(steps - 1, 1)
+        plain_s, loop_s, ours_s = float("inf"), float("inf"), float("inf")
+        for round_ in range(args.rounds):
+            plain_dir = home / f"plain-{round_}"
+            plain_s = min(plain_s, plain_loop(base, pairs, params, plain_dir))
+            step_times: list[float] = []
+            start = time.perf_counter()
+            ours = fine_tune(base, pairs, params, home / f"work-{round_}", home / "checkpoints",
+                             on_step=lambda *_, times=step_times: times.append(
+                                 time.perf_counter()))
+            ours_s = min(ours_s, time.perf_counter() - start)
+            # Like the plain loop's timer: the training steps only (the first step's share is
+            # estimated from the mean of the others), without model load and checkpoint
+            # writes.
+            steps = len(step_times)
+            loop_s = min(loop_s, (step_times[-1] - step_times[0]) * steps / max(steps - 1, 1))
         plain_rate, ours_rate = trained_pairs / plain_s, trained_pairs / loop_s
-        print(f"  plain loop   {plain_rate:6.2f} pairs/s ({plain_s:.1f}s, training steps only)")
+        print(f"  plain loop   {plain_rate:6.2f} pairs/s ({plain_s:.1f}s, training steps only; "
+              f"fastest of {args.rounds})")
         print(f"  plimsoll     {ours_rate:6.2f} pairs/s ({loop_s:.1f}s of steps; {ours_s:.1f}s "
-              f"with model load and checkpoint writes; freeze_embeddings="
-              f"{params.freeze_embeddings}, frozen_layers={params.frozen_layers})")
+              f"with model load and checkpoint writes; fastest of {args.rounds})")
+        print(f"               freeze_embeddings={params.freeze_embeddings}, frozen_layers="
+              f"{params.frozen_layers}, passage_gradients={params.passage_gradients}")
         ratio = ours_rate / plain_rate
         print(f"  RATIO throughput vs plain loop = {ratio:.2f}x   (target >= 3x)")
         if ratio < 3:
             failures.append("throughput")
 
-        print("\n[quality] recall@5 on the CI eval set, each model indexing the same corpus")
-        plain_recall = recall_at_5(EncoderDirectory.open(plain_dir), published, home)
-        ours_recall = recall_at_5(ours.checkpoint, published, home)
-        base_recall = recall_at_5(base, published, home)
-        print(f"  base {base_recall:.3f}   plain loop {plain_recall:.3f}   plimsoll "
-              f"{ours_recall:.3f}")
-        print(f"  RATIO recall@5 plimsoll / plain loop = {ours_recall / plain_recall:.3f}   "
+        print("\n[quality] recall@5, each model indexing the same corpus")
+        models = {"base": base, "plain loop": EncoderDirectory.open(plain_dir),
+                  "plimsoll": ours.checkpoint}
+        held_out = {name: recall_at_5(d, published, home) for name, d in models.items()}
+        generated = {name: recall_at_5(d, published, home, NIGHTLY) for name, d in models.items()}
+        print("  CI set (hand-checked questions):       " + "   ".join(
+            f"{name} {value:.3f}" for name, value in held_out.items()))
+        print("  nightly set (template questions from the same docstrings the training pairs "
+              "come from; for information):\n                                         "
+              + "   ".join(f"{name} {value:.3f}" for name, value in generated.items()))
+        ratio = held_out["plimsoll"] / held_out["plain loop"]
+        print(f"  RATIO recall@5 plimsoll / plain loop on the CI set = {ratio:.3f}   "
               "(target >= 1.000)")
-        if ours_recall < plain_recall:
+        if ratio < 1:
             failures.append("recall@5")
 
         print("\n[eval time] 50 questions on the fine-tuned bundle (encoder already trained)")

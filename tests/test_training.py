@@ -68,3 +68,34 @@ def test_checkpoint_digest_does_not_depend_on_tokenizer_call_state(tmp_path):
     saved = json.loads((first.checkpoint.path / "tokenizer.json").read_text())
     shipped = json.loads((base.path / "tokenizer.json").read_text())
     assert saved["padding"] == shipped["padding"]  # as shipped, not as last used
+
+
+def test_passages_without_gradients_are_the_padded_batch_encodings():
+    """The fast path (length-sorted groups, eval mode, no graph) changes no passage vector."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from plimsoll.training import _encode, _encode_passages
+
+    base = EncoderDirectory.open(None)
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    model = AutoModel.from_pretrained(base.path).eval()
+    texts = [p.passage for p in PAIRS] + ["A much longer passage about the json module. " * 20]
+    with torch.no_grad():
+        padded = _encode(model, tokenizer, texts, 128, "cpu")
+    grouped = _encode_passages(model, tokenizer, texts, TrainingParams(), "cpu")
+    assert not grouped.requires_grad
+    torch.testing.assert_close(grouped, padded, atol=1e-5, rtol=1e-4)
+    assert model.training  # handed back in training mode for the query side
+    with_graph = _encode_passages(model, tokenizer, texts,
+                                  TrainingParams(passage_gradients=True), "cpu")
+    assert with_graph.requires_grad
+
+
+def test_passage_gradients_is_a_training_choice(tmp_path):
+    base = EncoderDirectory.open(None)
+    fast = fine_tune(base, PAIRS, TINY, tmp_path / "w1", tmp_path / "c1")
+    both = fine_tune(base, PAIRS, TrainingParams(**{**TINY.as_dict(), "passage_gradients": True}),
+                     tmp_path / "w2", tmp_path / "c2")
+    assert fast.fingerprint != both.fingerprint
+    assert fast.checkpoint.digest not in (both.checkpoint.digest, base.digest)
