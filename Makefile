@@ -51,6 +51,7 @@ nightly: demo
 	$(BIN)/python tools/run_eval.py --limit 0 --evalset evalsets/python_docs_nightly.jsonl --model models:/plimsoll-docs-assistant/latest --seed 42
 	$(BIN)/python tools/threat_checks.py --model models:/plimsoll-docs-assistant/latest
 	$(BIN)/python benchmarks/guard_quality.py
+	$(BIN)/python benchmarks/guard_quality.py --corpus evalsets/guard_heldout
 
 test-slow: install
 	$(BIN)/pytest -m slow

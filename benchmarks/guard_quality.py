@@ -39,9 +39,12 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=REPO / "evalsets" / "guard_corpus")
     parser.add_argument("--show-misses", action="store_true")
+    parser.add_argument("--rules-only", action="store_true",
+                        help="screen without the injection classifier (to see what it adds)")
     args = parser.parse_args()
     guard = Guard(load_guard_policy(REPO / "policies" / "guard.yaml"),
-                  system_prompt=load_template(REPO / "prompts" / "system.md").render())
+                  system_prompt=load_template(REPO / "prompts" / "system.md").render(),
+                  classifier=None if args.rules_only else "shipped")
     attacks = _rows(args.corpus / "attacks.jsonl")
     benign = _rows(args.corpus / "benign.jsonl")
     docs = _documentation_chunks()
@@ -58,7 +61,8 @@ def main() -> int:
 
     catch = 1 - len(missed) / len(attacks)
     benign_rate = len(flagged) / len(benign)
-    print(f"corpus: {args.corpus} ({len(attacks)} attacks, {len(benign)} benign)")
+    print(f"corpus: {args.corpus} ({len(attacks)} attacks, {len(benign)} benign); "
+          f"{'rules alone' if args.rules_only else 'rules + injection classifier'}")
     for category, total in sorted(per_category.items()):
         caught = total - missed_per_category[category]
         print(f"  {category:<26} {caught:>4}/{total:<4} caught")

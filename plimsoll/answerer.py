@@ -113,7 +113,8 @@ class Answerer:
         hits = tuple(hits)
         report = GuardReport(input=screened or Verdict())
         usable, dropped = self._screen_passages(hits)
-        report = GuardReport(report.action, report.input, dropped, report.output)
+        report = GuardReport("dropped-passages" if dropped.blocked else report.action,
+                             report.input, dropped, report.output)
         if not usable or usable[0].score < self.abstain_below:
             return Answer(text=self.abstain_template.render(), abstained=True, citations=(),
                           hits=hits, metadata=self.metadata, guard=report)

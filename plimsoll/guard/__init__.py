@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from plimsoll.errors import PlimsollError
+from plimsoll.guard.classifier import InjectionClassifier, load_classifier
 from plimsoll.guard.findings import CRITICAL, OWASP, SOFT, Finding, Verdict
 from plimsoll.guard.input_guard import screen_input
 from plimsoll.guard.output_guard import SystemPromptLeak, redact, screen_output
@@ -58,8 +59,11 @@ def load_guard_policy(path: Path) -> GuardPolicy:
 class Guard:
     """The three screens with one policy and one system prompt."""
 
-    def __init__(self, policy: GuardPolicy | None = None, system_prompt: str = "") -> None:
+    def __init__(self, policy: GuardPolicy | None = None, system_prompt: str = "",
+                 classifier: InjectionClassifier | str | None = "shipped") -> None:
+        """`classifier`: the shipped injection model, another one, or None (rules alone)."""
         self.policy = policy or GuardPolicy()
+        self.classifier = load_classifier() if classifier == "shipped" else classifier
         self._egress = tuple(self.policy.egress_allowlist)
         self._emails = tuple(self.policy.email_allowlist)
         self.system_prompt_text = system_prompt
@@ -67,11 +71,11 @@ class Guard:
 
     def screen_input(self, text: str) -> Verdict:
         """A user's question: direct injection, jailbreaks, extraction, exfiltration."""
-        return screen_input(text, source="user")
+        return screen_input(text, source="user", classifier=self.classifier)
 
     def screen_passage(self, text: str) -> Verdict:
         """A retrieved passage: instructions in it are indirect injections."""
-        return screen_input(text, source="passage")
+        return screen_input(text, source="passage", classifier=self.classifier)
 
     def screen_output(self, text: str) -> Verdict:
         """An answer: secrets, personal data, off-allowlist links, the system prompt."""

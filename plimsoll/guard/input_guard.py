@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from plimsoll.guard.classifier import InjectionClassifier, load_classifier
 from plimsoll.guard.findings import CRITICAL, SOFT, Finding, Verdict
 from plimsoll.guard.rules import RULES, Rule
 from plimsoll.guard.views import View, decoded_views, normalise
@@ -19,9 +20,16 @@ REPORTING = re.compile(r"\b(?:for example|example|such as|like|e\.g\.|telling|te
 PASSAGE_CATEGORY = {"prompt_injection": "indirect_injection", "jailbreak": "indirect_injection"}
 
 
-def screen_input(text: str, *, source: str = "user", rules: tuple[Rule, ...] = RULES
-                 ) -> Verdict:
-    """Findings for one input; `source="passage"` screens retrieved content."""
+def screen_input(text: str, *, source: str = "user", rules: tuple[Rule, ...] = RULES,
+                 classifier: InjectionClassifier | str | None = "shipped") -> Verdict:
+    """Findings for one input; `source="passage"` screens retrieved content.
+
+    Rules and decoders find named patterns; the classifier (plimsoll/guard/classifier.py)
+    scores the whole text. A rule finding stands when the classifier gives the text at least
+    its `confirm` score, or when it is a payload the decoders had to uncover (the classifier
+    reads only the surface); the classifier alone flags at its `threshold`.
+    `classifier=None` screens with the rules alone.
+    """
     base = normalise(text)
     findings: list[Finding] = []
     fired: set[str] = set()
@@ -41,7 +49,22 @@ def screen_input(text: str, *, source: str = "user", rules: tuple[Rule, ...] = R
     findings += _obfuscation(text, base)
     for view in decoded_views(text, base):
         findings += _hidden(view, rules, fired)
+    if classifier == "shipped":
+        classifier = load_classifier()
+    if classifier is not None:
+        findings = _weigh(findings, classifier.score(base.text), classifier, source, len(text))
     return Verdict(_distinct(findings))
+
+
+def _weigh(findings: list[Finding], score: float, classifier: InjectionClassifier,
+           source: str, length: int) -> list[Finding]:
+    """Rule findings the classifier confirms (decoded payloads stand), plus its own."""
+    kept = [f for f in findings if score >= classifier.confirm
+            or (f.category == "encoded_payload" and f.severity == CRITICAL)]
+    if score >= classifier.threshold and not any(f.severity == CRITICAL for f in kept):
+        kept.append(Finding(_category("prompt_injection", source), CRITICAL,
+                            "learned-classifier", 0, length, f"P(attack)={score:.2f}"))
+    return kept
 
 
 def _distinct(findings: list[Finding]) -> tuple[Finding, ...]:
