@@ -84,7 +84,8 @@ def test_candidate_end_to_end(setup, home):
     assert json.loads(tags[LINEAGE_PREFIX + "slice_hashes"]).keys() == {"std"}
 
     run = registry.client.get_run(trained["mlflow_run_id"])
-    assert run.data.params["learning_rate"] == "3e-05" and run.data.params["seed"] == "42"
+    assert run.data.params["learning_rate"] == "5e-05" and run.data.params["seed"] == "42"
+    assert run.data.params["passage_gradients"] == "False"
     assert run.data.tags["container_image_digest"] == "local"
     losses = registry.client.get_metric_history(run.info.run_id, "loss")
     assert len(losses) == trained["steps"] >= 1
