@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train the guard's injection classifier (plimsoll/guard/injection_model.skops).
+"""Train the guard's injection classifier (plimsoll/guard/injection_model.npz).
 
 Attacks: every attack of the red-team set (its planted passages too) and of the guard
 corpora. Benign: the red-team benign controls, the corpora's benign questions and
@@ -68,7 +68,6 @@ def train_and_save(examples: list[tuple[str, int, str]], max_benign_flagged: flo
     """Cross-validate for the threshold, fit on everything, save model and card."""
     import numpy as np
     import sklearn
-    import skops
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     from plimsoll.guard.classifier import build_pipeline, save_classifier
@@ -94,7 +93,6 @@ def train_and_save(examples: list[tuple[str, int, str]], max_benign_flagged: flo
         "cv_benign_flagged": round(float((out_of_fold[labels == 0] >= threshold).mean()), 4),
         "max_benign_flagged": max_benign_flagged,
         "scikit_learn": sklearn.__version__,
-        "skops": skops.__version__,
         "trained_by": "tools/train_guard_classifier.py",
     }
     save_classifier(pipeline, card, out)

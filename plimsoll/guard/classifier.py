@@ -4,9 +4,10 @@ The rules (rules.py) say exactly what they caught, but miss phrasings nobody wro
 for. The classifier scores the whole text instead: TF-IDF over character n-grams (robust
 to typos and inflection) and word n-grams, then a logistic regression. It is trained by
 `tools/train_guard_classifier.py` on the red-team set and the guard corpora (attacks) and
-benign questions, passages and documentation chunks, and stored with skops (no pickle: only
-the scikit-learn types listed in TRUSTED_TYPES can load). The model card beside it says what
-it was trained on, with which libraries, and how it scored on corpora it did not see.
+benign questions, passages and documentation chunks. What it learned is plain arrays (the
+IDF weights and coefficients; hashing needs no vocabulary) in an .npz loaded without pickle,
+so loading takes milliseconds and runs no stored code. The model card beside it says how
+the features are hashed, what it was trained on, and how it scored out of fold.
 """
 
 from __future__ import annotations
@@ -18,20 +19,9 @@ from pathlib import Path
 
 from plimsoll.errors import PlimsollError
 
-MODEL_PATH = Path(__file__).with_name("injection_model.skops")
+MODEL_PATH = Path(__file__).with_name("injection_model.npz")
 CARD_PATH = MODEL_PATH.with_suffix(".json")
-TRUSTED_TYPES = (
-    "collections.defaultdict",
-    "numpy.dtype",
-    "numpy.float64",
-    "numpy.ndarray",
-    "scipy.sparse._csr.csr_matrix",
-    "sklearn.feature_extraction.text.TfidfTransformer",
-    "sklearn.feature_extraction.text.TfidfVectorizer",
-    "sklearn.linear_model._logistic.LogisticRegression",
-    "sklearn.pipeline.FeatureUnion",
-    "sklearn.pipeline.Pipeline",
-)
+BLOCKS = ("chars", "words")
 
 
 def build_pipeline():
@@ -61,69 +51,81 @@ class InjectionClassifier:
     benign, such as documentation about attacks, is a mention, not an attack).
     """
 
-    pipeline: object
+    blocks: tuple  # (HashingVectorizer, idf weights) per feature block, in coef order
+    coef: object
+    intercept: float
     threshold: float
     confirm: float
 
     def score(self, text: str) -> float:
-        """P(attack) for one text: the pipeline's arithmetic without its per-call overhead."""
+        """P(attack): sublinear TF-IDF per block, L2-normalised, then the logistic model."""
         import numpy as np
 
-        features = self.pipeline.named_steps["features"]
-        model = self.pipeline.named_steps["model"]
-        coef = model.coef_[0]
-        total, offset = float(model.intercept_[0]), 0
-        for _, block in features.transformer_list:
-            hasher, tfidf = block.named_steps["hash"], block.named_steps["tfidf"]
+        total, offset = self.intercept, 0
+        for hasher, idf in self.blocks:
             counts = hasher.transform([text])
             if counts.nnz:
-                weights = (np.log(counts.data) + 1.0) * tfidf.idf_[counts.indices]
+                weights = (np.log(counts.data) + 1.0) * idf[counts.indices]
                 weights /= np.sqrt(np.dot(weights, weights))
-                total += float(np.dot(weights, coef[offset + counts.indices]))
+                total += float(np.dot(weights, self.coef[offset + counts.indices]))
             offset += hasher.n_features
-        return 1.0 / (1.0 + np.exp(-total))
+        return float(1.0 / (1.0 + np.exp(-total)))
 
     def scores(self, texts: list[str]) -> list[float]:
-        """P(attack) for many texts at once (the pipeline itself)."""
-        return [float(p) for p in self.pipeline.predict_proba(texts)[:, 1]] if texts else []
+        """P(attack) for many texts."""
+        return [self.score(text) for text in texts]
 
 
 def save_classifier(pipeline, card: dict, path: Path = MODEL_PATH) -> None:
-    """Write the model with skops and its card as JSON, refusing types it could not load."""
-    import skops.io as sio
+    """Write the fitted pipeline's arrays (.npz) and its card (.json, with the hashing)."""
+    import numpy as np
 
     path = Path(path)
-    staging = path.with_suffix(".skops.tmp")
-    sio.dump(pipeline, staging)
-    untrusted = set(sio.get_untrusted_types(file=staging)) - set(TRUSTED_TYPES)
-    if untrusted:
-        staging.unlink()
-        raise PlimsollError(f"the model holds types the loader does not trust: "
-                            f"{sorted(untrusted)}", file=path,
-                            fix="add them to TRUSTED_TYPES in plimsoll/guard/classifier.py "
-                            "after checking they are plain scikit-learn/numpy types")
+    features = dict(pipeline.named_steps["features"].transformer_list)
+    model = pipeline.named_steps["model"]
+    arrays = {"coef": model.coef_[0], "intercept": model.intercept_}
+    hashing = {}
+    for name in BLOCKS:
+        hasher = features[name].named_steps["hash"]
+        arrays[f"idf_{name}"] = features[name].named_steps["tfidf"].idf_
+        hashing[name] = {"analyzer": hasher.analyzer, "ngram_range": list(hasher.ngram_range),
+                         "n_features": hasher.n_features}
+    staging = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(staging, **arrays)
     staging.replace(path)
-    path.with_suffix(".json").write_text(json.dumps(card, indent=2, sort_keys=True) + "\n",
-                                         encoding="utf-8")
+    path.with_suffix(".json").write_text(json.dumps({**card, "hashing": hashing}, indent=2,
+                                                    sort_keys=True) + "\n", encoding="utf-8")
 
 
 @lru_cache(maxsize=4)
 def load_classifier(path: Path = MODEL_PATH) -> InjectionClassifier:
-    """Load the shipped model (once per process); a missing or foreign file is a clear error."""
-    import skops.io as sio
+    """Load the shipped model (once per process); a missing or broken file is a clear error."""
+    import numpy as np
+    from sklearn.feature_extraction.text import HashingVectorizer
 
     path = Path(path)
     card_path = path.with_suffix(".json")
     if not path.is_file() or not card_path.is_file():
         raise PlimsollError("the guard's injection classifier is missing", file=path,
                             fix="run `python tools/train_guard_classifier.py` to train it")
-    untrusted = set(sio.get_untrusted_types(file=path)) - set(TRUSTED_TYPES)
-    if untrusted:
-        raise PlimsollError(f"the classifier file holds untrusted types {sorted(untrusted)}",
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        with np.load(path, allow_pickle=False) as arrays:
+            blocks = tuple(
+                (HashingVectorizer(analyzer=card["hashing"][name]["analyzer"],
+                                   ngram_range=tuple(card["hashing"][name]["ngram_range"]),
+                                   n_features=card["hashing"][name]["n_features"],
+                                   alternate_sign=False, norm=None),
+                 arrays[f"idf_{name}"].copy()) for name in BLOCKS)
+            coef, intercept = arrays["coef"].copy(), float(arrays["intercept"][0])
+        threshold, confirm = float(card["threshold"]), float(card["confirm"])
+    except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
+        raise PlimsollError(f"the classifier or its card is unreadable ({exc})", file=path,
+                            fix="retrain it with tools/train_guard_classifier.py") from None
+    if coef.shape[0] != sum(hasher.n_features for hasher, _ in blocks):
+        raise PlimsollError("the classifier's coefficients do not match its hashing",
                             file=path, fix="retrain it with tools/train_guard_classifier.py")
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    return InjectionClassifier(sio.load(path, trusted=list(TRUSTED_TYPES)),
-                               float(card["threshold"]), float(card["confirm"]))
+    return InjectionClassifier(blocks, coef, intercept, threshold, confirm)
 
 
 def read_corpus(folder: Path) -> list[tuple[str, int]]:
