@@ -5,6 +5,9 @@ Anchors and targets (issue #3):
                AdamW, dynamic padding) on the same model, pairs, batch size and max length:
                target >= 3x pairs/s, at equal or better recall@5 on the CI eval set.
                The two loops alternate (--rounds) and each keeps its fastest run.
+               The plain loop runs in fp32, as written by hand; Plimsoll runs its defaults
+               (precision "auto": bf16 forward passes on a CPU with native bf16), and
+               its fp32 rate is printed beside them for information.
   eval time    the 50-question eval (encoder already trained) under 60 s on this machine
 
 Usage: python benchmarks/finetune_speed.py [--pairs N]
@@ -84,6 +87,21 @@ def plain_loop(base: EncoderDirectory, pairs, params: TrainingParams, out: Path)
     return seconds
 
 
+def timed_fine_tune(base, pairs, params, work: Path, checkpoints: Path) -> tuple:
+    """fine_tune, its whole time, and (like the plain loop's timer) the training steps only.
+
+    The first step's share is estimated from the mean of the others; model load and
+    checkpoint writes are left out.
+    """
+    step_times: list[float] = []
+    start = time.perf_counter()
+    result = fine_tune(base, pairs, params, work, checkpoints,
+                       on_step=lambda *_: step_times.append(time.perf_counter()))
+    seconds = time.perf_counter() - start
+    steps = len(step_times)
+    return result, seconds, (step_times[-1] - step_times[0]) * steps / max(steps - 1, 1)
+
+
 def recall_at_5(encoder_dir: EncoderDirectory, published, home: Path,
                 evalset: Path = EVALSET) -> float:
     snapshot = SnapshotBuilder(home / "snapshots", home / "cache", encoder_dir,
@@ -123,27 +141,28 @@ def main() -> int:
               f"{params.max_length}, 1 epoch")
 
         plain_s, loop_s, ours_s = float("inf"), float("inf"), float("inf")
+        fp32_s = float("inf")
+        fp32 = TrainingParams(precision="fp32")
         for round_ in range(args.rounds):
             plain_dir = home / f"plain-{round_}"
             plain_s = min(plain_s, plain_loop(base, pairs, params, plain_dir))
-            step_times: list[float] = []
-            start = time.perf_counter()
-            ours = fine_tune(base, pairs, params, home / f"work-{round_}", home / "checkpoints",
-                             on_step=lambda *_, times=step_times: times.append(
-                                 time.perf_counter()))
-            ours_s = min(ours_s, time.perf_counter() - start)
-            # Like the plain loop's timer: the training steps only (the first step's share is
-            # estimated from the mean of the others), without model load and checkpoint
-            # writes.
-            steps = len(step_times)
-            loop_s = min(loop_s, (step_times[-1] - step_times[0]) * steps / max(steps - 1, 1))
+            ours, seconds, steps_s = timed_fine_tune(base, pairs, params, home / f"w-{round_}",
+                                                     home / "checkpoints")
+            ours_s, loop_s = min(ours_s, seconds), min(loop_s, steps_s)
+            if ours.precision != "fp32":  # for information: the same loop in fp32
+                fp32_s = min(fp32_s, timed_fine_tune(base, pairs, fp32, home / f"f-{round_}",
+                                                     home / "checkpoints")[2])
         plain_rate, ours_rate = trained_pairs / plain_s, trained_pairs / loop_s
         print(f"  plain loop   {plain_rate:6.2f} pairs/s ({plain_s:.1f}s, training steps only; "
               f"fastest of {args.rounds})")
         print(f"  plimsoll     {ours_rate:6.2f} pairs/s ({loop_s:.1f}s of steps; {ours_s:.1f}s "
               f"with model load and checkpoint writes; fastest of {args.rounds})")
         print(f"               freeze_embeddings={params.freeze_embeddings}, frozen_layers="
-              f"{params.frozen_layers}, passage_gradients={params.passage_gradients}")
+              f"{params.frozen_layers}, passage_gradients={params.passage_gradients}, "
+              f"precision={params.precision} ({ours.precision} forward passes on this machine)")
+        if fp32_s != float("inf"):
+            print(f"  plimsoll fp32 {trained_pairs / fp32_s:6.2f} pairs/s (precision=fp32, for "
+                  f"information: {trained_pairs / fp32_s / plain_rate:.2f}x the plain loop)")
         ratio = ours_rate / plain_rate
         print(f"  RATIO throughput vs plain loop = {ratio:.2f}x   (target >= 3x)")
         if ratio < 3:

@@ -6,6 +6,8 @@ import dagster as dg
 import pytest
 from conftest import FAQ_ROWS, QUIET, write_jsonl, write_manifest
 
+from plimsoll.training import resolve_precision
+
 QUESTIONS = [
     {"qid": "t1", "question": "How do I go back to the previous model version?",
      "answerable": True, "gold_doc_ids": ["doc-0"], "answer_hint": ""},
@@ -86,6 +88,8 @@ def test_candidate_end_to_end(setup, home):
     run = registry.client.get_run(trained["mlflow_run_id"])
     assert run.data.params["learning_rate"] == "5e-05" and run.data.params["seed"] == "42"
     assert run.data.params["passage_gradients"] == "False"
+    assert run.data.params["precision"] == "auto"
+    assert run.data.params["resolved_precision"] == resolve_precision("auto", "cpu")
     assert run.data.tags["container_image_digest"] == "local"
     losses = registry.client.get_metric_history(run.info.run_id, "loss")
     assert len(losses) == trained["steps"] >= 1

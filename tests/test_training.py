@@ -99,3 +99,43 @@ def test_passage_gradients_is_a_training_choice(tmp_path):
                      tmp_path / "w2", tmp_path / "c2")
     assert fast.fingerprint != both.fingerprint
     assert fast.checkpoint.digest not in (both.checkpoint.digest, base.digest)
+
+
+def test_precision_is_checked_and_resolved(monkeypatch):
+    import torch
+
+    from plimsoll.training import resolve_precision
+
+    with pytest.raises(PlimsollError, match="unknown precision 'fp8'") as caught:
+        resolve_precision("fp8", "cpu")
+    assert caught.value.field == "precision"
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cuda") == "bf16"
+    assert resolve_precision("auto", "cuda") == "fp32"  # launch-bound at batch 16: fp32 wins
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert resolve_precision("auto", "cpu") == "fp32"  # emulated bf16 would be slower
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert resolve_precision("auto", "cpu") == "bf16"
+
+
+def test_bf16_forward_passes_train_fp32_weights(tmp_path):
+    """bf16 autocast is a training choice: its own fingerprint, fp32 weights, recorded."""
+    import json
+
+    from safetensors.torch import load_file
+
+    base = EncoderDirectory.open(None)
+    bf16 = fine_tune(base, PAIRS, TrainingParams(**{**TINY.as_dict(), "precision": "bf16"}),
+                     tmp_path / "w1", tmp_path / "c1")
+    fp32 = fine_tune(base, PAIRS, TrainingParams(**{**TINY.as_dict(), "precision": "fp32"}),
+                     tmp_path / "w2", tmp_path / "c2")
+    assert (bf16.precision, fp32.precision) == ("bf16", "fp32")
+    assert bf16.fingerprint != fp32.fingerprint
+    assert bf16.checkpoint.digest not in (fp32.checkpoint.digest, base.digest)
+    assert all(abs(a - b) < 0.05 for a, b in zip(bf16.losses, fp32.losses, strict=True))
+    weights = load_file(bf16.checkpoint.path / "model.safetensors")
+    assert {str(tensor.dtype) for tensor in weights.values()} == {"torch.float32"}
+    recorded = json.loads((bf16.checkpoint.path / "plimsoll_training.json").read_text())
+    assert recorded["precision"] == "bf16"
+    assert recorded["params"]["precision"] == "bf16"
