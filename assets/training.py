@@ -43,9 +43,9 @@ class TrainingConfig(dg.Config):
                                     "gradients as targets the queries learn to meet (about "
                                     "twice as fast on CPU, same recall on the CI set).")
     precision: Literal["auto", "bf16", "fp32"] = Field(
-        default="auto", description="Precision of the forward passes: auto is bf16 where the "
-        "hardware computes it natively (CUDA, AVX512-BF16/AMX CPUs), else fp32. Weights, "
-        "optimizer, pooling and loss stay fp32.")
+        default="auto", description="Precision of the forward passes: auto is bf16 on a CPU "
+        "that computes it natively (AVX512-BF16 or AMX), else fp32 (on CUDA too, where this "
+        "small encoder ran faster in fp32). Weights, optimizer, pooling and loss stay fp32.")
     warmup_ratio: float = Field(default=0.1, ge=0, le=1, description="Share of steps with "
                                 "linear warm-up.")
     save_every: int = Field(default=25, ge=1, description="Steps between resumable saves.")

@@ -90,7 +90,7 @@ def resolve_precision(requested: str, device: str) -> str:
 
     "auto" is bf16 on a CPU that computes it natively (AVX512-BF16 or AMX): about 1.4x the
     steps per second of fp32 on 2 cores. On CUDA "auto" stays fp32: this small encoder at
-    batch 16 is bound by kernel launches, and autocast's casts made an H200 run 2.8x
+    batch 16 is bound by kernel launches, and autocast's casts made H200 runs 2.3-2.8x
     slower (benchmarks/finetune_cuda.py); ask for "bf16" with large batches or models.
     Weights, optimizer state, pooling, scores and loss stay fp32 either way.
     """
