@@ -53,7 +53,13 @@ def defs() -> dg.Definitions:
 
 
 def _prod_executor() -> dg.ExecutorDefinition:
-    """Each step is its own Kubernetes Job, so the fine-tune step gets its GPU pod."""
+    """Each step is its own Kubernetes Job, so the fine-tune step gets its GPU pod.
+
+    Step Jobs go to the GPU namespace: the run pods' service account may create Jobs only
+    there (k8s/base/serviceaccounts.yaml), and Gatekeeper admits GPU pods only there.
+    """
     from dagster_k8s import k8s_job_executor
 
-    return k8s_job_executor
+    from platform_defs.k8s import GPU_NAMESPACE
+
+    return k8s_job_executor.configured({"job_namespace": GPU_NAMESPACE}, name="k8s")

@@ -38,7 +38,25 @@ def test_prod_runs_each_step_as_a_kubernetes_job(home, monkeypatch):
         monkeypatch.setenv(key, value)
     from platform_defs.definitions import defs
 
-    assert defs().executor.name == "k8s"
+    executor = defs().executor
+    assert executor.name == "k8s"
+    # Step Jobs land in plimsoll-gpu, the only namespace where the run pods' service account
+    # may create Jobs and Gatekeeper admits GPU pods, whatever namespace the run pod is in.
+    from dagster_k8s.container_context import K8sContainerContext
+
+    from platform_defs.k8s import GPU_NAMESPACE
+
+    resolved = executor.config_schema.resolve_config({})
+    assert resolved.success, resolved.errors
+    step_namespace = resolved.value["config"]["job_namespace"]
+    assert step_namespace == GPU_NAMESPACE == "plimsoll-gpu"
+    run_pod = K8sContainerContext(namespace="plimsoll")  # PLIMSOLL_K8S_NAMESPACE
+    assert run_pod.merge(K8sContainerContext(namespace=step_namespace)).namespace == GPU_NAMESPACE
+    import yaml
+
+    rbac = yaml.safe_load_all((REPO_ROOT / "k8s" / "base" / "serviceaccounts.yaml").read_text())
+    roles = [doc for doc in rbac if doc["kind"] == "Role" and "jobs" in str(doc["rules"])]
+    assert [role["metadata"]["namespace"] for role in roles] == [GPU_NAMESPACE]
 
 
 def test_local_profile_has_no_kubernetes_tags(home, monkeypatch):
