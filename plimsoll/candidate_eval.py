@@ -9,6 +9,7 @@ from plimsoll.eval_registry import EvalRegistry
 from plimsoll.eval_report import markdown, write_report
 from plimsoll.evalsets import load_evalset
 from plimsoll.evaluation import evaluate_answerer, evaluate_bm25
+from plimsoll.guard.classifier import classifier_digest
 from plimsoll.hashing import sha256_file, sha256_json
 from plimsoll.index_snapshot import IndexSnapshot
 from plimsoll.promotion import current_actor
@@ -95,6 +96,7 @@ def run_candidate_eval(*, repo_root: Path, reports_dir: Path, evalset_path: Path
             "abstain_template": str(abstain_template), "template_ref": templates[0].ref,
             "guard_policy": str(guard_policy) if guard_policy else "",
             "guard_policy_digest": sha256_file(guard_policy) if guard_policy else "default",
+            "guard_classifier_digest": classifier_digest(),
             "redteam_hash": threats.redteam_hash if threats else ""}
 
 
@@ -123,6 +125,7 @@ def register_candidate(*, registry: ModelRegistry, model_name: str, finetuned: d
                                                 container_image_digest()),
         "prompt_template": report["template_ref"],
         "guard_policy_digest": report.get("guard_policy_digest", "default"),
+        "guard_classifier_digest": report.get("guard_classifier_digest", ""),
         "redteam_hash": report.get("redteam_hash", ""),
         "mlflow_run_id": finetuned["mlflow_run_id"],
         "eval_scores": {k: round(v, 6) for k, v in scores.items()},
@@ -130,7 +133,8 @@ def register_candidate(*, registry: ModelRegistry, model_name: str, finetuned: d
         "bundle_key": sha256_json([finetuned["digest"], index["snapshot_id"],
                                    report["eval_set_hash"], report["template_ref"],
                                    report["abstain_below"],
-                                   report.get("guard_policy_digest", "default")]),
+                                   report.get("guard_policy_digest", "default"),
+                                   report.get("guard_classifier_digest", "")]),
     })
     bundle = Bundle(encoder_dir=Path(finetuned["path"]), snapshot_dir=Path(index["path"]),
                     answer_template=Path(report["answer_template"]),

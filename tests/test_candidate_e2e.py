@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 from conftest import FAQ_ROWS, QUIET, write_jsonl, write_manifest
 
+from plimsoll.guard.classifier import classifier_digest
 from plimsoll.training import resolve_precision
 
 QUESTIONS = [
@@ -83,6 +84,8 @@ def test_candidate_end_to_end(setup, home):
                 "container_image_digest", "eval_scores", "checkpoint_digest"):
         assert LINEAGE_PREFIX + key in tags, key
     assert tags[LINEAGE_PREFIX + "container_image_digest"] == "local"
+    # the guard's classifier that screened the eval and red-team runs, exactly
+    assert tags[LINEAGE_PREFIX + "guard_classifier_digest"] == classifier_digest()
     assert json.loads(tags[LINEAGE_PREFIX + "slice_hashes"]).keys() == {"std"}
 
     run = registry.client.get_run(trained["mlflow_run_id"])

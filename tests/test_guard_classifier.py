@@ -72,6 +72,21 @@ def test_decoded_payloads_stand_without_the_classifier(shipped):
     assert verdict.blocked and all(f.category == "encoded_payload" for f in verdict.findings)
 
 
+def test_digest_covers_the_arrays_and_the_card(tmp_path):
+    import shutil
+
+    from plimsoll.guard.classifier import CARD_PATH, MODEL_PATH, classifier_digest
+
+    copy = tmp_path / MODEL_PATH.name
+    shutil.copyfile(MODEL_PATH, copy)
+    shutil.copyfile(CARD_PATH, copy.with_suffix(".json"))
+    shipped = classifier_digest()
+    assert classifier_digest(copy) == shipped
+    card = copy.with_suffix(".json")
+    card.write_text(card.read_text().replace('"threshold"', '"threshold" ', 1))
+    assert classifier_digest(copy) != shipped
+
+
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(PlimsollError, match="classifier is missing") as raised:
         load_classifier(tmp_path / "nothing.npz")

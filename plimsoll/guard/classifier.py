@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from plimsoll.errors import PlimsollError
+from plimsoll.hashing import sha256_files
 
 MODEL_PATH = Path(__file__).with_name("injection_model.npz")
 CARD_PATH = MODEL_PATH.with_suffix(".json")
@@ -95,6 +96,12 @@ def save_classifier(pipeline, card: dict, path: Path = MODEL_PATH) -> None:
     staging.replace(path)
     path.with_suffix(".json").write_text(json.dumps({**card, "hashing": hashing}, indent=2,
                                                     sort_keys=True) + "\n", encoding="utf-8")
+
+
+def classifier_digest(path: Path = MODEL_PATH) -> str:
+    """One digest over the model's arrays and its card (recorded in each version's lineage)."""
+    path = Path(path)
+    return sha256_files(path.parent, [path.name, path.with_suffix(".json").name])
 
 
 @lru_cache(maxsize=4)
