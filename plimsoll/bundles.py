@@ -10,6 +10,8 @@ from plimsoll.answerer import MODES, Answerer
 from plimsoll.encoder import Encoder, EncoderDirectory
 from plimsoll.errors import PlimsollError
 from plimsoll.guard import Guard, load_guard_policy
+from plimsoll.guard.classifier import MODEL_PATH as CLASSIFIER_PATH
+from plimsoll.guard.classifier import load_classifier
 from plimsoll.index_snapshot import IndexSnapshot
 from plimsoll.prompts import load_template
 
@@ -34,9 +36,11 @@ def answerer_from_model_dir(model_dir: Path, abstain_below: float = 0.35) -> Ans
         raise PlimsollError("model directory lacks an encoder or an index snapshot",
                             file=artifacts, field="--model", fix="re-register the bundle")
     guard_policy = artifacts / GUARD_POLICY_FILE
+    classifier = artifacts / CLASSIFIER_PATH.name
     return build_answerer(encoder_dir, snapshot_dir, artifacts / "answer.md",
                           artifacts / "abstain.md", abstain_below=abstain_below,
-                          guard_policy=guard_policy if guard_policy.is_file() else None)
+                          guard_policy=guard_policy if guard_policy.is_file() else None,
+                          guard_classifier=classifier if classifier.is_file() else None)
 
 
 def open_model(reference: str, destination: Path, tracking_uri: str | None = None
@@ -73,18 +77,21 @@ def answer_mode(requested: str | None = None) -> str:
 def build_answerer(encoder_dir: Path, snapshot_dir: Path, answer_template: Path,
                    abstain_template: Path, *, abstain_below: float = 0.35,
                    guard_policy: Path | None = None, metadata: dict[str, str] | None = None,
-                   mode: str | None = None) -> Answerer:
+                   mode: str | None = None, guard_classifier: Path | None = None) -> Answerer:
     """The guarded answerer of a bundle.
 
     The refusal, facts and system templates are read from beside the answer template
-    (prompts/ in the repository, artifacts/ in a model directory).
+    (prompts/ in the repository, artifacts/ in a model directory). `guard_classifier` is a
+    bundled injection classifier; without one the guard uses the one this package ships.
     """
     prompts = Path(answer_template).parent
     optional = {name: load_template(prompts / f"{name}.md")
                 for name in ("refuse", "facts", "system") if (prompts / f"{name}.md").is_file()}
     system = optional.get("system")
     guard = Guard(load_guard_policy(guard_policy) if guard_policy else None,
-                  system_prompt=system.render() if system else "")
+                  system_prompt=system.render() if system else "",
+                  classifier=load_classifier(guard_classifier) if guard_classifier
+                  else "shipped")
     return Answerer(Encoder(EncoderDirectory.open(Path(encoder_dir))),
                     IndexSnapshot(Path(snapshot_dir)), load_template(answer_template),
                     load_template(abstain_template), abstain_below=abstain_below,

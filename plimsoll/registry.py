@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from plimsoll.errors import PlimsollError
+from plimsoll.guard.classifier import MODEL_PATH as CLASSIFIER_PATH
 from plimsoll.hashing import sha256_file, sha256_json
 
 LINEAGE_PREFIX = "plimsoll.lineage."
@@ -37,10 +38,13 @@ class Bundle:
     abstain_template: Path
     abstain_below: float = 0.35
     guard_policy: Path | None = None
+    # The guard's injection classifier (.npz; its card .json beside it), bundled so a version
+    # serves with the classifier it was evaluated with, whatever package is installed.
+    guard_classifier: Path | None = CLASSIFIER_PATH
 
 
 def bundle_artifacts(bundle: Bundle) -> dict[str, str]:
-    """The pyfunc artifacts: encoder, snapshot, templates and the guard policy.
+    """The pyfunc artifacts: encoder, snapshot, templates, the guard policy and classifier.
 
     The refusal, facts and system templates are the ones beside the answer template.
     """
@@ -54,6 +58,10 @@ def bundle_artifacts(bundle: Bundle) -> dict[str, str]:
             artifacts[key] = str(prompts / f"{name}.md")
     if bundle.guard_policy is not None:
         artifacts["guard_policy"] = str(bundle.guard_policy)
+    if bundle.guard_classifier is not None:
+        artifacts["guard_classifier"] = str(bundle.guard_classifier)
+        artifacts["guard_classifier_card"] = str(Path(bundle.guard_classifier).with_suffix(
+            ".json"))
     return artifacts
 
 

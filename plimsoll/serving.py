@@ -7,7 +7,8 @@ from pathlib import Path
 import mlflow.pyfunc
 
 ARTIFACTS = ("encoder", "index_snapshot", "answer_template", "abstain_template")
-OPTIONAL_ARTIFACTS = ("refuse_template", "facts_template", "system_prompt", "guard_policy")
+OPTIONAL_ARTIFACTS = ("refuse_template", "facts_template", "system_prompt", "guard_policy",
+                      "guard_classifier", "guard_classifier_card")
 
 
 def model_signature():
@@ -27,14 +28,16 @@ class DocsAssistantModel(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context) -> None:
-        """Open the bundled encoder, snapshot, templates and guard policy."""
+        """Open the bundled encoder, snapshot, templates, guard policy and classifier."""
         from plimsoll.bundles import build_answerer
 
         config = context.model_config or {}
         artifacts = context.artifacts
         policy = artifacts.get("guard_policy")
+        classifier = artifacts.get("guard_classifier")  # absent in versions before it was
         options = dict(abstain_below=float(config.get("abstain_below", 0.35)),
                        guard_policy=Path(policy) if policy else None,
+                       guard_classifier=Path(classifier) if classifier else None,
                        metadata={"model_name": str(config.get("model_name", "")),
                                  "model_version": str(config.get("model_version", ""))})
         parts = (Path(artifacts["encoder"]), Path(artifacts["index_snapshot"]),

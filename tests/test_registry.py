@@ -110,3 +110,28 @@ def test_verify_unknown_version(registry, bundle):
     with pytest.raises(RegistryError, match="is not registered") as caught:
         registry.verify(NAME, "99")
     assert caught.value.field == "version"
+
+
+def test_the_guard_classifier_travels_with_the_version(registry, bundle, tmp_path):
+    """A version serves with the classifier it was registered with, not the installed one."""
+    import dataclasses
+    import json
+    import shutil
+
+    from plimsoll.bundles import open_model
+    from plimsoll.guard.classifier import CARD_PATH, MODEL_PATH, load_classifier
+
+    own = tmp_path / "own" / MODEL_PATH.name
+    own.parent.mkdir()
+    shutil.copyfile(MODEL_PATH, own)
+    card = json.loads(CARD_PATH.read_text())
+    own.with_suffix(".json").write_text(json.dumps({**card, "threshold": 0.987}))
+    version = _register(registry, dataclasses.replace(bundle, guard_classifier=own))
+    assert load_classifier().threshold != 0.987  # the installed one differs
+
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}/{version}")
+    assert model.unwrap_python_model().answerer.guard.classifier.threshold == 0.987
+    answerer, _ = open_model(f"models:/{NAME}/{version}", tmp_path / "download",
+                             registry.client.tracking_uri)
+    assert answerer.guard.classifier.threshold == 0.987
+    assert registry.verify(NAME, version).ok  # its files are in the artifacts digest
