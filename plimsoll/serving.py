@@ -34,7 +34,7 @@ class DocsAssistantModel(mlflow.pyfunc.PythonModel):
         config = context.model_config or {}
         artifacts = context.artifacts
         policy = artifacts.get("guard_policy")
-        classifier = artifacts.get("guard_classifier")  # absent in versions before it was
+        classifier = artifacts.get("guard_classifier")  # absent in versions registered before
         options = dict(abstain_below=float(config.get("abstain_below", 0.35)),
                        guard_policy=Path(policy) if policy else None,
                        guard_classifier=Path(classifier) if classifier else None,
