@@ -27,7 +27,6 @@ import platform
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,8 +35,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from plimsoll.encoder import Encoder, EncoderDirectory  # noqa: E402
-from plimsoll.retrieval_metrics import recall_at, reciprocal_rank  # noqa: E402
+from finetune_timing import timed_fine_tune  # noqa: E402
+
+from plimsoll.encoder import (  # noqa: E402
+    Encoder,
+    EncoderDirectory,
+    copy_sentence_transformers_files,
+)
+from plimsoll.retrieval_metrics import retrieval_scores  # noqa: E402
 from plimsoll.training import (  # noqa: E402
     Pair,
     TrainingInterrupted,
@@ -81,10 +86,7 @@ def export(folder: Path) -> None:
     model.save_pretrained(folder / "base-fp16", safe_serialization=True)
     AutoTokenizer.from_pretrained(base.path, local_files_only=True).save_pretrained(
         folder / "base-fp16")
-    for name in ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json"):
-        if (base.path / name).is_file():
-            (folder / "base-fp16" / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(base.path / name, folder / "base-fp16" / name)
+    copy_sentence_transformers_files(base.path, folder / "base-fp16")
     print(f"exported {len(pairs)} pairs, {len(chunks)} chunks, the CI eval set and the base "
           f"encoder (fp16) to {folder}")
 
@@ -118,20 +120,14 @@ def scores(directory: EncoderDirectory, chunks: list[dict], questions: list[dict
     queries = encoder.embed([q["question"] for q in answerable])
     top = np.argsort(-(queries @ vectors.T), axis=1)[:, :50]
     ranked = [[chunks[i]["doc_id"] for i in row] for row in top]
-    gold = [q["gold_doc_ids"] for q in answerable]
-    pairs = list(zip(ranked, gold, strict=True))
-    return {"recall@5": float(np.mean([recall_at(r, g, 5) for r, g in pairs])),
-            "mrr": float(np.mean([reciprocal_rank(r, g) for r, g in pairs]))}
+    metrics = retrieval_scores(ranked, [q["gold_doc_ids"] for q in answerable])
+    return {"recall@5": metrics["recall@5"], "mrr": metrics["mrr"]}
 
 
 def timed_run(base, pairs, params, work: Path, checkpoints: Path) -> tuple:
     """fine_tune, and its pairs/s over the training steps (first step estimated)."""
-    times: list[float] = []
-    result = fine_tune(base, pairs, params, work, checkpoints,
-                       on_step=lambda *_: times.append(time.perf_counter()))
-    steps = len(times)
-    seconds = (times[-1] - times[0]) * steps / max(steps - 1, 1)
-    return result, steps * params.batch_size / seconds
+    result, _, seconds = timed_fine_tune(base, pairs, params, work, checkpoints)
+    return result, result.steps * params.batch_size / seconds
 
 
 def largest_weight_difference(a: EncoderDirectory, b: EncoderDirectory) -> float:

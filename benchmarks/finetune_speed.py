@@ -30,9 +30,15 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from finetune_timing import timed_fine_tune  # noqa: E402
+
 from plimsoll.answerer import Answerer  # noqa: E402
 from plimsoll.chunking import ChunkingParams  # noqa: E402
-from plimsoll.encoder import Encoder, EncoderDirectory  # noqa: E402
+from plimsoll.encoder import (  # noqa: E402
+    Encoder,
+    EncoderDirectory,
+    copy_sentence_transformers_files,
+)
 from plimsoll.evalsets import load_evalset  # noqa: E402
 from plimsoll.evaluation import evaluate_answerer  # noqa: E402
 from plimsoll.index_snapshot import IndexSnapshot, SnapshotBuilder  # noqa: E402
@@ -40,7 +46,7 @@ from plimsoll.manifests import load_manifest  # noqa: E402
 from plimsoll.prompts import load_template  # noqa: E402
 from plimsoll.slice_store import SliceStore  # noqa: E402
 from plimsoll.slices import build_slice  # noqa: E402
-from plimsoll.training import TrainingParams, fine_tune  # noqa: E402
+from plimsoll.training import TrainingParams  # noqa: E402
 from plimsoll.training_pairs import derive_pairs  # noqa: E402
 
 EVALSET = REPO / "evalsets" / "python_docs_ci.jsonl"
@@ -80,26 +86,8 @@ def plain_loop(base: EncoderDirectory, pairs, params: TrainingParams, out: Path)
     seconds = time.perf_counter() - start
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    for name in ("modules.json", "sentence_bert_config.json", "1_Pooling/config.json"):
-        if (base.path / name).is_file():
-            (out / name).parent.mkdir(parents=True, exist_ok=True)
-            (out / name).write_bytes((base.path / name).read_bytes())
+    copy_sentence_transformers_files(base.path, out)
     return seconds
-
-
-def timed_fine_tune(base, pairs, params, work: Path, checkpoints: Path) -> tuple:
-    """fine_tune, its whole time, and (like the plain loop's timer) the training steps only.
-
-    The first step's share is estimated from the mean of the others; model load and
-    checkpoint writes are left out.
-    """
-    step_times: list[float] = []
-    start = time.perf_counter()
-    result = fine_tune(base, pairs, params, work, checkpoints,
-                       on_step=lambda *_: step_times.append(time.perf_counter()))
-    seconds = time.perf_counter() - start
-    steps = len(step_times)
-    return result, seconds, (step_times[-1] - step_times[0]) * steps / max(steps - 1, 1)
 
 
 def recall_at_5(encoder_dir: EncoderDirectory, published, home: Path,

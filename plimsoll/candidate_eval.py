@@ -9,6 +9,7 @@ from plimsoll.eval_registry import EvalRegistry
 from plimsoll.eval_report import markdown, write_report
 from plimsoll.evalsets import load_evalset
 from plimsoll.evaluation import evaluate_answerer, evaluate_bm25
+from plimsoll.guard.classifier import MODEL_PATH as CLASSIFIER_PATH
 from plimsoll.guard.classifier import classifier_digest
 from plimsoll.hashing import sha256_file, sha256_json
 from plimsoll.index_snapshot import IndexSnapshot
@@ -96,7 +97,8 @@ def run_candidate_eval(*, repo_root: Path, reports_dir: Path, evalset_path: Path
             "abstain_template": str(abstain_template), "template_ref": templates[0].ref,
             "guard_policy": str(guard_policy) if guard_policy else "",
             "guard_policy_digest": sha256_file(guard_policy) if guard_policy else "default",
-            "guard_classifier_digest": classifier_digest(),
+            "guard_classifier": str(CLASSIFIER_PATH),
+            "guard_classifier_digest": classifier_digest(CLASSIFIER_PATH),
             "redteam_hash": threats.redteam_hash if threats else ""}
 
 
@@ -141,7 +143,9 @@ def register_candidate(*, registry: ModelRegistry, model_name: str, finetuned: d
                     abstain_template=Path(report["abstain_template"]),
                     abstain_below=float(report["abstain_below"]),
                     guard_policy=Path(report["guard_policy"]) if report.get("guard_policy")
-                    else None)
+                    else None,
+                    guard_classifier=Path(report["guard_classifier"])
+                    if report.get("guard_classifier") else None)
     version = registry.register(model_name, bundle, lineage, finetuned["mlflow_run_id"])
     tags = dict(registry.client.get_model_version(model_name, version).tags)
     return version, tags

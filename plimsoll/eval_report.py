@@ -6,7 +6,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from plimsoll.evaluation import RETRIEVAL_METRICS, EvalRun
+from plimsoll.evaluation import EvalRun
+from plimsoll.retrieval_metrics import RETRIEVAL_METRICS
 from plimsoll.threat_checks import ThreatReport
 
 SERVICE_METRICS = ("grounding_rate", "abstention_accuracy", "latency_p50_ms", "latency_p95_ms",

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from plimsoll.answerer import Answerer
 from plimsoll.evalsets import EvalSet
 from plimsoll.index_snapshot import IndexSnapshot
-from plimsoll.retrieval_metrics import ndcg_at, recall_at, reciprocal_rank
-
-RETRIEVAL_METRICS = ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10")
+from plimsoll.retrieval_metrics import retrieval_scores
 
 
 @dataclass
@@ -22,21 +20,6 @@ class EvalRun:
     system: str
     metrics: dict[str, float]
     rows: list[dict[str, object]] = field(default_factory=list)
-
-
-def retrieval_scores(ranked_per_question: Sequence[Sequence[str]],
-                     gold_per_question: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Mean retrieval metrics over answerable questions (ranked doc ids per question)."""
-    pairs = [(r, g) for r, g in zip(ranked_per_question, gold_per_question, strict=True) if g]
-    if not pairs:
-        return dict.fromkeys(RETRIEVAL_METRICS, 0.0)
-    return {
-        "recall@1": statistics.fmean(recall_at(r, g, 1) for r, g in pairs),
-        "recall@5": statistics.fmean(recall_at(r, g, 5) for r, g in pairs),
-        "recall@10": statistics.fmean(recall_at(r, g, 10) for r, g in pairs),
-        "mrr": statistics.fmean(reciprocal_rank(r, g) for r, g in pairs),
-        "ndcg@10": statistics.fmean(ndcg_at(r, g, 10) for r, g in pairs),
-    }
 
 
 def evaluate_answerer(system: str, answerer: Answerer, evalset: EvalSet,

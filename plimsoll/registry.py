@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from plimsoll.errors import PlimsollError
-from plimsoll.guard.classifier import MODEL_PATH as CLASSIFIER_PATH
 from plimsoll.hashing import sha256_file, sha256_json
 
 LINEAGE_PREFIX = "plimsoll.lineage."
@@ -40,7 +39,7 @@ class Bundle:
     guard_policy: Path | None = None
     # The guard's injection classifier (.npz; its card .json beside it), bundled so a version
     # serves with the classifier it was evaluated with, whatever package is installed.
-    guard_classifier: Path | None = CLASSIFIER_PATH
+    guard_classifier: Path | None = None
 
 
 def bundle_artifacts(bundle: Bundle) -> dict[str, str]:

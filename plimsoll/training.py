@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from plimsoll.encoder import CONFIG_FILES, EncoderDirectory
+from plimsoll.encoder import EncoderDirectory, copy_sentence_transformers_files
 from plimsoll.errors import PlimsollError
 from plimsoll.hashing import sha256_json
 
@@ -60,7 +60,6 @@ class TrainingResult:
     resumed_from_step: int
     losses: list[float]
     fingerprint: str
-    device: str
     precision: str  # what "auto" resolved to on this machine
 
 
@@ -68,14 +67,14 @@ StepCallback = Callable[[int, float, float], None]  # (step, loss, learning rate
 
 
 def training_fingerprint(base: EncoderDirectory, pairs: Sequence[Pair],
-                         params: TrainingParams, precision: str | None = None) -> str:
+                         params: TrainingParams, precision: str) -> str:
     """What determines the checkpoint: base weights, data, hyperparameters, precision.
 
     The resolved precision is part of it, so a bf16 run never resumes an fp32 one.
     """
     return sha256_json({"base": base.digest, "pairs": sha256_json(
         [[p.query, p.passage] for p in pairs]), "params": params.as_dict(),
-        "precision": precision or params.precision})
+        "precision": precision})
 
 
 def pick_device() -> str:
@@ -195,7 +194,7 @@ def fine_tune(base: EncoderDirectory, pairs: Sequence[Pair], params: TrainingPar
                                    precision)
     return TrainingResult(checkpoint=checkpoint, steps=total_steps,
                           resumed_from_step=resumed_from, losses=losses,
-                          fingerprint=fingerprint, device=device, precision=precision)
+                          fingerprint=fingerprint, precision=precision)
 
 
 class TrainingInterrupted(RuntimeError):
@@ -298,10 +297,7 @@ def _write_checkpoint(model, tokenizer, base: EncoderDirectory, checkpoints_dir:
         # saved into tokenizer.json; a fresh copy keeps the checkpoint digest reproducible.
         type(tokenizer).from_pretrained(base.path, local_files_only=True).save_pretrained(
             staging)
-        for name in CONFIG_FILES:
-            if name != "config.json" and (base.path / name).is_file():
-                (staging / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(base.path / name, staging / name)
+        copy_sentence_transformers_files(base.path, staging)
         (staging / "plimsoll_training.json").write_text(json.dumps(
             {"base_digest": base.digest, "fingerprint": fingerprint,
              "params": params.as_dict(), "precision": precision}, indent=2, sort_keys=True))

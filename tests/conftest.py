@@ -228,6 +228,7 @@ def bundle(tmp_path_factory):
     """A small registrable bundle: the base encoder and a snapshot of FAQ_ROWS."""
     from plimsoll.chunking import ChunkingParams
     from plimsoll.encoder import EncoderDirectory
+    from plimsoll.guard.classifier import MODEL_PATH as CLASSIFIER_PATH
     from plimsoll.index_snapshot import SnapshotBuilder
     from plimsoll.manifests import load_manifest
     from plimsoll.registry import Bundle
@@ -244,4 +245,5 @@ def bundle(tmp_path_factory):
     return Bundle(encoder_dir=encoder_dir.path, snapshot_dir=snapshot.path,
                   answer_template=REPO_ROOT / "prompts" / "answer.md",
                   abstain_template=REPO_ROOT / "prompts" / "abstain.md",
-                  guard_policy=REPO_ROOT / "policies" / "guard.yaml")
+                  guard_policy=REPO_ROOT / "policies" / "guard.yaml",
+                  guard_classifier=CLASSIFIER_PATH)

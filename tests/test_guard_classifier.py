@@ -10,8 +10,10 @@ from plimsoll.errors import PlimsollError
 from plimsoll.guard import Guard
 from plimsoll.guard.classifier import (
     CARD_PATH,
+    MODEL_PATH,
     InjectionClassifier,
     build_pipeline,
+    classifier_digest,
     load_classifier,
     read_corpus,
 )
@@ -74,8 +76,6 @@ def test_decoded_payloads_stand_without_the_classifier(shipped):
 
 def test_digest_covers_the_arrays_and_the_card(tmp_path):
     import shutil
-
-    from plimsoll.guard.classifier import CARD_PATH, MODEL_PATH, classifier_digest
 
     copy = tmp_path / MODEL_PATH.name
     shutil.copyfile(MODEL_PATH, copy)

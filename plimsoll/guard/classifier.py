@@ -23,6 +23,8 @@ from plimsoll.hashing import sha256_files
 MODEL_PATH = Path(__file__).with_name("injection_model.npz")
 CARD_PATH = MODEL_PATH.with_suffix(".json")
 BLOCKS = ("chars", "words")
+# Raw counts for the TF-IDF step (the card records analyzer, n-gram range and width).
+HASHING = {"alternate_sign": False, "norm": None}
 
 
 def build_pipeline():
@@ -33,8 +35,7 @@ def build_pipeline():
 
     def hashed(**options):
         return Pipeline([
-            ("hash", HashingVectorizer(n_features=2**17, alternate_sign=False, norm=None,
-                                       **options)),
+            ("hash", HashingVectorizer(n_features=2**17, **HASHING, **options)),
             ("tfidf", TfidfTransformer(sublinear_tf=True))])
 
     features = FeatureUnion([("chars", hashed(analyzer="char_wb", ngram_range=(2, 5))),
@@ -122,7 +123,7 @@ def load_classifier(path: Path = MODEL_PATH) -> InjectionClassifier:
                 (HashingVectorizer(analyzer=card["hashing"][name]["analyzer"],
                                    ngram_range=tuple(card["hashing"][name]["ngram_range"]),
                                    n_features=card["hashing"][name]["n_features"],
-                                   alternate_sign=False, norm=None),
+                                   **HASHING),
                  arrays[f"idf_{name}"].copy()) for name in BLOCKS)
             coef, intercept = arrays["coef"].copy(), float(arrays["intercept"][0])
         threshold, confirm = float(card["threshold"]), float(card["confirm"])
