@@ -1,0 +1,66 @@
+"""The one error boundary of every command: exit codes and messages a person can act on.
+
+Exit 0: done. Exit 1: a check ran and failed (a gate, a verification, a guard finding).
+Exit 2: bad input or an unreachable store; the message names the file, field and fix.
+Exit 3: an unexpected error; the message says what was being done and how to see the
+traceback (`--debug` or PLIMSOLL_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+
+from plimsoll.errors import PlimsollError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_UNEXPECTED = 0, 1, 2, 3
+_doing: list[str] = []
+
+
+@contextlib.contextmanager
+def doing(activity: str) -> Iterator[None]:
+    """Name what the command is doing, so an unexpected error can say so."""
+    _doing.append(activity)
+    try:
+        yield
+    finally:
+        _doing.pop()
+
+
+def debug_requested(argv: list[str] | None) -> bool:
+    """--debug on the command line, or PLIMSOLL_DEBUG=1."""
+    args = sys.argv[1:] if argv is None else argv
+    return "--debug" in args or os.environ.get("PLIMSOLL_DEBUG", "") not in ("", "0")
+
+
+def run_guarded(prog: str, body: Callable[[], int], *, debug: bool = False) -> int:
+    """Run a command body; turn every failure into one message and the right exit code."""
+    try:
+        return body()
+    except PlimsollError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: {exc.describe()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`); nothing left to say to it.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return EXIT_OK
+    except Exception as exc:  # the boundary: anything else is a bug or an environment fault
+        if debug:
+            traceback.print_exc()
+        activity = _doing[-1] if _doing else "running the command"
+        _doing.clear()
+        first = (str(exc).splitlines() or [""])[0][:300]
+        hint = ("the traceback is above" if debug else
+                "rerun with --debug (or PLIMSOLL_DEBUG=1) for the traceback")
+        print(f"{prog}: unexpected error while {activity}: {type(exc).__name__}: {first}\n"
+              f"  fix: {hint}", file=sys.stderr)
+        return EXIT_UNEXPECTED
