@@ -14,8 +14,9 @@ def project_dir() -> Path:
     """The project folder: $PLIMSOLL_PROJECT_DIR, else found from here.
 
     Else the nearest folder up from the working directory that holds policies/slos.yaml,
-    else the checkout this package was installed from, else the working directory. So `plimsoll rollback` finds the same policy from any working directory, and an
-    installed (non-editable) package finds the project files when pointed at them.
+    else the checkout this package was installed from, else the working directory. So
+    `plimsoll rollback` finds the same policy from any working directory, and an installed
+    (non-editable) package finds the project files when pointed at them.
     """
     configured = os.environ.get(PROJECT_ENV)
     if configured:
