@@ -16,14 +16,15 @@ from platform_defs.resources import (
 )
 from plimsoll.errors import PlimsollError
 from plimsoll.home import HomeLayout, resolve_home
+from plimsoll.project import project_path
 
 PROFILES = ("local", "prod")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def policy_path() -> str:
-    """$PLIMSOLL_POLICY, default policies/slos.yaml of this repository."""
-    return os.environ.get("PLIMSOLL_POLICY", str(REPO_ROOT / "policies" / "slos.yaml"))
+    """$PLIMSOLL_POLICY, default the project's policies/slos.yaml (as the CLI resolves it)."""
+    return str(project_path(os.environ.get("PLIMSOLL_POLICY") or "policies/slos.yaml"))
 
 
 def active_profile() -> str:
@@ -53,17 +54,26 @@ def _local() -> dict[str, object]:
     layout = HomeLayout(resolve_home())
     remote = os.environ.get("PLIMSOLL_DVC_REMOTE", str(layout.dvc_remote))
     layout.mlflow.mkdir(parents=True, exist_ok=True)
+    ledger_url = _checked_url("PLIMSOLL_LEDGER_URL", layout.ledger_url)
     return {**_common(layout),
             "slice_storage": SliceStorage(workspace=str(layout.dvc_workspace),
                                           remote_url=remote),
             "mlflow": MlflowStore(
                 tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", layout.mlflow_tracking_uri),
-                artifact_root=str(layout.mlflow / "artifacts")),
+                artifact_root=str(layout.mlflow / "artifacts"), lineage_url=ledger_url),
             "eval_registry": EvalRegistryStore(
-                url=os.environ.get("PLIMSOLL_EVAL_REGISTRY_URL", layout.eval_registry_url)),
-            "promotion": PromotionSettings(
-                policy_path=policy_path(),
-                ledger_url=os.environ.get("PLIMSOLL_LEDGER_URL", layout.ledger_url))}
+                url=_checked_url("PLIMSOLL_EVAL_REGISTRY_URL", layout.eval_registry_url)),
+            "promotion": PromotionSettings(policy_path=policy_path(), ledger_url=ledger_url)}
+
+
+def _checked_url(name: str, default: str) -> str:
+    """A database URL from the environment: SQLite or PostgreSQL, or a clear error now."""
+    url = os.environ.get(name) or default
+    if not url.startswith(("sqlite:///", PG_SCHEME)):
+        raise PlimsollError(f"'{url}' is not a database URL Plimsoll can use", field=name,
+                            fix="use sqlite:////absolute/path.sqlite locally or "
+                            f"{PG_SCHEME}user:password@host:5432/db")
+    return url
 
 
 PG_SCHEME = "postgresql+psycopg2://"
@@ -75,6 +85,8 @@ PROD_REQUIRED = {
     "MLFLOW_TRACKING_URI": "the MLflow server, e.g. https://mlflow.plimsoll.internal",
     "PLIMSOLL_EVAL_REGISTRY_URL": "the PostgreSQL URL of the eval registry, "
                                   "postgresql+psycopg2://user:password@host:5432/evals",
+    "PLIMSOLL_SIGNING_KEY": "a random secret from the plimsoll-secrets Secret (e.g. "
+                            "`openssl rand -hex 32`); it signs every lineage record",
 }
 
 
@@ -102,13 +114,17 @@ def _prod() -> dict[str, object]:
     if not os.environ["MLFLOW_TRACKING_URI"].startswith(("http://", "https://")):
         raise PlimsollError("prod uses an MLflow tracking server", field="MLFLOW_TRACKING_URI",
                             fix="use the server's http(s):// URL")
+    ledger_url = os.environ.get("PLIMSOLL_LEDGER_URL") or os.environ["PLIMSOLL_EVAL_REGISTRY_URL"]
+    if not ledger_url.startswith(PG_SCHEME):
+        raise PlimsollError("the promotion ledger must be PostgreSQL in prod",
+                            field="PLIMSOLL_LEDGER_URL",
+                            fix=f"use {PG_SCHEME}user:password@host:5432/db, or unset it to "
+                            "share the eval registry's database")
     layout = HomeLayout(resolve_home())
     return {**_common(layout),
             "slice_storage": SliceStorage(workspace=str(layout.dvc_workspace),
                                           remote_url=remote),
-            "mlflow": MlflowStore(tracking_uri=os.environ["MLFLOW_TRACKING_URI"]),
+            "mlflow": MlflowStore(tracking_uri=os.environ["MLFLOW_TRACKING_URI"],
+                                  lineage_url=ledger_url),
             "eval_registry": EvalRegistryStore(url=os.environ["PLIMSOLL_EVAL_REGISTRY_URL"]),
-            "promotion": PromotionSettings(
-                policy_path=policy_path(),
-                ledger_url=os.environ.get("PLIMSOLL_LEDGER_URL",
-                                          os.environ["PLIMSOLL_EVAL_REGISTRY_URL"]))}
+            "promotion": PromotionSettings(policy_path=policy_path(), ledger_url=ledger_url)}

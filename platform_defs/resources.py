@@ -68,13 +68,20 @@ class MlflowStore(dg.ConfigurableResource):
     experiment: str = Field(default="plimsoll", description="Experiment for runs.")
     model_name: str = Field(default="plimsoll-docs-assistant",
                             description="Registered model that receives candidates.")
+    lineage_url: str = Field(default="", description="SQLAlchemy URL of Plimsoll's lineage "
+                             "record store (the promotion ledger's database); registration "
+                             "writes each version's lineage there and verification checks "
+                             "MLflow's tags against it.")
 
     def registry(self):  # -> plimsoll.registry.ModelRegistry
-        """The core registry service object."""
+        """The core registry service object, with the lineage record store."""
+        from plimsoll.lineage_record import LineageRecords
         from plimsoll.registry import ModelRegistry
 
         return ModelRegistry(self.tracking_uri, self.registry_uri or None, self.experiment,
-                             self.artifact_root or None)
+                             self.artifact_root or None,
+                             records=LineageRecords(self.lineage_url) if self.lineage_url
+                             else None)
 
 
 class EvalRegistryStore(dg.ConfigurableResource):
@@ -101,8 +108,12 @@ class PromotionSettings(dg.ConfigurableResource):
         from pathlib import Path
 
         from plimsoll.ledger import PromotionLedger
+        from plimsoll.lineage_record import LineageRecords
         from plimsoll.policy import load_policy
         from plimsoll.promotion import Promoter
 
-        return Promoter(mlflow.registry(), PromotionLedger(self.ledger_url),
-                        load_policy(Path(self.policy_path)), mlflow.model_name)
+        registry = mlflow.registry()
+        records = registry.records or LineageRecords(self.ledger_url)
+        return Promoter(registry, PromotionLedger(self.ledger_url),
+                        load_policy(Path(self.policy_path)), mlflow.model_name,
+                        records=records)

@@ -17,17 +17,18 @@ from collections.abc import Callable, Iterator
 from plimsoll.errors import PlimsollError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_UNEXPECTED = 0, 1, 2, 3
-_doing: list[str] = []
 
 
 @contextlib.contextmanager
 def doing(activity: str) -> Iterator[None]:
-    """Name what the command is doing, so an unexpected error can say so."""
-    _doing.append(activity)
+    """Name what the command is doing, so an unexpected error can say so (innermost wins)."""
     try:
         yield
-    finally:
-        _doing.pop()
+    except Exception as exc:
+        if not hasattr(exc, "plimsoll_doing"):
+            with contextlib.suppress(AttributeError):
+                exc.plimsoll_doing = activity
+        raise
 
 
 def debug_requested(argv: list[str] | None) -> bool:
@@ -56,8 +57,7 @@ def run_guarded(prog: str, body: Callable[[], int], *, debug: bool = False) -> i
     except Exception as exc:  # the boundary: anything else is a bug or an environment fault
         if debug:
             traceback.print_exc()
-        activity = _doing[-1] if _doing else "running the command"
-        _doing.clear()
+        activity = getattr(exc, "plimsoll_doing", "running the command")
         first = (str(exc).splitlines() or [""])[0][:300]
         hint = ("the traceback is above" if debug else
                 "rerun with --debug (or PLIMSOLL_DEBUG=1) for the traceback")

@@ -8,8 +8,10 @@ import os
 import sys
 from pathlib import Path
 
+from plimsoll.boundary import debug_requested, doing, run_guarded
 from plimsoll.errors import PlimsollError
 from plimsoll.home import HomeLayout, resolve_home
+from plimsoll.project import project_path
 
 DEFAULT_MODEL_NAME = "plimsoll-docs-assistant"
 
@@ -19,6 +21,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="plimsoll", description="Plimsoll: versioned data, index snapshots and models.")
     parser.add_argument("--home", default=None,
                         help="PLIMSOLL_HOME (default: $PLIMSOLL_HOME or ./.plimsoll)")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = commands.add_parser("data", help="dataset slices").add_subparsers(
@@ -29,8 +33,8 @@ def _parser() -> argparse.ArgumentParser:
         "its manifest, so that committing them pins exact data. `dvc status` and `dvc pull` "
         "at the repository root then work on them.")
     pin.add_argument("slices", nargs="*", help="slice names (default: every manifest)")
-    pin.add_argument("--manifests", default="data_manifests", type=Path,
-                     help="folder of slice manifests (default: %(default)s)")
+    pin.add_argument("--manifests", default=None, type=Path,
+                     help="folder of slice manifests (default: the project's data_manifests/)")
     pin.add_argument("--remote", default=None,
                      help="DVC remote URL (default: $PLIMSOLL_DVC_REMOTE or "
                      "PLIMSOLL_HOME/dvc-remote)")
@@ -41,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("question")
     query.add_argument("--snapshot", default=None,
                        help="snapshot id or directory (default: the newest snapshot)")
-    query.add_argument("-k", type=int, default=5, help="number of hits (default: %(default)s)")
+    query.add_argument("-k", type=_positive_int, default=5,
+                       help="number of hits, 1 to 1000 (default: %(default)s)")
     query.add_argument("--encoder", default=None,
                        help="encoder directory (default: the one recorded in the snapshot)")
     query.add_argument("--json", action="store_true", help="print JSON lines")
@@ -121,11 +126,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; user errors print a readable message and exit 2."""
-    args = _parser().parse_args(argv)
-    layout = HomeLayout(resolve_home(args.home))
+def _positive_int(text: str) -> int:
     try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: use 1 to 1000")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit 0 done, 1 a check failed, 2 bad input, 3 an unexpected error."""
+    args = _parser().parse_args(argv)
+    return run_guarded("plimsoll", lambda: _dispatch(args),
+                       debug=args.debug or debug_requested(argv))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    layout = HomeLayout(resolve_home(args.home))
+    with doing(f"running `plimsoll {args.command}`"):
         if args.command == "data":
             return _pin(args, layout)
         if args.command == "verify":
@@ -135,9 +155,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "guard":
             return _guard(args)
         return _query(args, layout)
-    except PlimsollError as exc:
-        print(f"plimsoll: {exc.describe()}", file=sys.stderr)
-        return 2
 
 
 def _guard(args: argparse.Namespace) -> int:
@@ -196,7 +213,7 @@ def _pin(args: argparse.Namespace, layout: HomeLayout) -> int:
     from plimsoll.manifests import slice_names
     from plimsoll.slice_store import REMOTE_NAME, SliceStore
 
-    manifests: Path = args.manifests
+    manifests: Path = args.manifests or project_path("data_manifests")
     if not manifests.is_dir():
         raise PlimsollError("manifest folder not found", file=manifests,
                             fix="run from the repository root or pass --manifests")
@@ -241,14 +258,42 @@ def _set_local_remote(repo_root: Path, name: str, url: str) -> None:
     print(f"set DVC remote '{name}' to {url} in .dvc/config.local")
 
 
-def _verify(args: argparse.Namespace, layout: HomeLayout) -> int:
-    from plimsoll.registry import ModelRegistry
+def _tracking_uri(args: argparse.Namespace, layout: HomeLayout) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the embedded store; checked first.
+
+    A SQLite store that does not exist is an error here: MLflow would create an empty one
+    for a typo and then report the model as missing.
+    """
+    from plimsoll.sql_tables import open_engine
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or layout.mlflow_tracking_uri
-    result = ModelRegistry(uri).verify(args.model, args.version)
+    if uri.startswith("sqlite:"):
+        open_engine(uri, "MLflow store", create=False,
+                    env="MLFLOW_TRACKING_URI" if not args.tracking_uri else None).dispose()
+    elif not uri.startswith(("http://", "https://", "postgresql")):
+        raise PlimsollError(f"'{uri}' is not a tracking URI Plimsoll can use",
+                            field="--tracking-uri", fix="use sqlite:///path/mlflow.db or "
+                            "http(s)://your-mlflow-server")
+    return uri
+
+
+def _ledger_url(layout: HomeLayout) -> str:
+    from plimsoll.ledger import LEDGER_ENV
+
+    return os.environ.get(LEDGER_ENV) or layout.ledger_url
+
+
+def _verify(args: argparse.Namespace, layout: HomeLayout) -> int:
+    from plimsoll.lineage_record import LineageRecords
+    from plimsoll.registry import ModelRegistry
+
+    uri = _tracking_uri(args, layout)
+    records = LineageRecords(_ledger_url(layout), create=False)
+    with doing(f"verifying {args.model} version {args.version} against {uri}"):
+        result = ModelRegistry(uri, records=records).verify(args.model, args.version)
     if result.ok:
-        print(f"OK {args.model} version {args.version}: lineage digest and artifact hashes "
-              "match the registration")
+        print(f"OK {args.model} version {args.version}: lineage tags match the lineage "
+              "record and the artifact hashes match the registration")
         return 0
     print(f"FAILED {args.model} version {args.version}:")
     for problem in result.problems:
@@ -260,61 +305,92 @@ def _promotion(args: argparse.Namespace, layout: HomeLayout) -> int:
     import time
 
     from plimsoll.ledger import PromotionLedger
-    from plimsoll.policy import load_policy
     from plimsoll.promotion import APPROVAL, APPROVED_BY, Promoter, current_actor
-    from plimsoll.registry import ModelRegistry
 
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or layout.mlflow_tracking_uri
-    ledger = PromotionLedger(os.environ.get("PLIMSOLL_LEDGER_URL", layout.ledger_url))
+    uri = _tracking_uri(args, layout)
+    ledger_url = _ledger_url(layout)
     if args.command == "history":
-        entries = ledger.entries(args.model)
-        if not entries:
-            print(f"no promotions of {args.model} yet")
-        for e in entries:
-            if args.json:
-                print(json.dumps({"id": e.entry_id, "at": e.at.isoformat(), "model": e.model,
-                                  "from": e.from_version, "to": e.to_version,
-                                  "action": e.action, "actor": e.actor, "reason": e.reason,
-                                  "lineage_digest": e.lineage_digest}))
-            else:
-                print(f"{e.entry_id:>4}  {e.at:%Y-%m-%d %H:%M:%S}  {e.action:<8} "
-                      f"v{e.from_version or '-'} → v{e.to_version}  by {e.actor}: {e.reason}")
-        return 0
+        return _history(args, PromotionLedger(ledger_url, create=False))
     if args.command == "rollback":
         from plimsoll.alias_store import fast_aliases
 
         # The 3 a.m. lever: no MLflow import (1.4 s here); the fast path speaks its API/SQL.
-        policy_file = Path(os.environ.get("PLIMSOLL_POLICY", "policies/slos.yaml"))
-        promoter = Promoter(None, ledger, load_policy(policy_file), args.model,
-                            aliases=fast_aliases(uri))
+        # It needs no policy either: a typo in the policy must not block a rollback.
+        ledger = PromotionLedger(ledger_url, create=False)
+        promoter = Promoter(None, ledger, None, args.model, aliases=fast_aliases(uri))
         start = time.perf_counter()
+        for outcome in promoter.reconcile():
+            print(f"reconciled: {outcome.reason}")
         entry = promoter.rollback(args.to_version, actor=current_actor(), reason=args.reason)
         print(f"champion of {args.model}: v{entry.from_version} → v{entry.to_version} "
               f"({time.perf_counter() - start:.2f}s; ledger entry {entry.entry_id})")
         return 0
+    from plimsoll.registry import ModelRegistry
+    from plimsoll.sql_tables import StoreError
+
     registry = ModelRegistry(uri)
     if args.command == "status":
-        versions = registry.call(registry.client.search_model_versions,
-                                   f"name = '{args.model}'")
-        if not versions:
-            print(f"no versions of {args.model} yet: run `make demo`")
-        aliases: dict[str, list[str]] = {}
-        if versions:
-            model = registry.call(registry.client.get_registered_model, args.model)
-            for alias, version in sorted((model.aliases or {}).items()):
-                aliases.setdefault(str(version), []).append(alias)
-        print(f"{'version':>7}  {'aliases':<28} {'gate':<6} {'approval':<10} state")
-        for found in sorted(versions, key=lambda v: int(v.version)):
-            tags = found.tags
-            print(f"{found.version:>7}  {','.join(aliases.get(str(found.version), [])) or '-':<28}"
-                  f" {tags.get('gate.verdict', '-'):<6} {tags.get('approval', '-'):<10} "
-                  f"{tags.get('promotion.state', '-')}")
-        return 0
+        try:
+            ledger = PromotionLedger(ledger_url, create=False)
+        except StoreError:
+            ledger = None  # nothing promoted yet: status still lists the versions
+        return _status(args, registry, ledger)
     if args.command == "review":
+        reviewer = " ".join(args.by.split())
+        if not reviewer:
+            raise PlimsollError("the reviewer's name is empty", field="--by",
+                                fix="pass your name: --by 'Ada Lovelace'")
+        registry.version(args.model, args.version)  # a missing version says so
+        # approval.by first: the sensor never sees a decision without its reviewer.
+        registry.set_tag(args.model, args.version, APPROVED_BY, reviewer)
         registry.set_tag(args.model, args.version, APPROVAL, args.decision)
-        registry.set_tag(args.model, args.version, APPROVED_BY, args.by)
-        print(f"{args.model} v{args.version}: approval={args.decision} by {args.by}; the "
+        print(f"{args.model} v{args.version}: approval={args.decision} by {reviewer}; the "
               "approval sensor acts on it at its next tick")
+    return 0
+
+
+def _history(args: argparse.Namespace, ledger) -> int:
+    rows = ledger.rows(args.model)
+    completed = {e.completes for e in rows if e.completes is not None}
+    shown = [e for e in rows if not (e.status == "intent" and e.entry_id in completed)]
+    if not shown:
+        print(f"no promotions of {args.model} yet")
+    for e in shown:
+        if args.json:
+            print(json.dumps({"id": e.entry_id, "at": e.at.isoformat(), "model": e.model,
+                              "from": e.from_version, "to": e.to_version,
+                              "action": e.action, "actor": e.actor, "reason": e.reason,
+                              "lineage_digest": e.lineage_digest, "status": e.status,
+                              "follows": e.follows, "completes": e.completes}))
+        else:
+            marker = {"done": "", "reverted": "  [reverted]",
+                      "intent": "  [unfinished: the next rollback or approval tick settles it]"
+                      }[e.status]
+            print(f"{e.entry_id:>4}  {e.at:%Y-%m-%d %H:%M:%S}  {e.action:<8} "
+                  f"v{e.from_version or '-'} → v{e.to_version}  by {e.actor}: {e.reason}"
+                  f"{marker}")
+    return 0
+
+
+def _status(args: argparse.Namespace, registry, ledger) -> int:
+    versions = registry.call(registry.client.search_model_versions, f"name = '{args.model}'")
+    if not versions:
+        print(f"no versions of {args.model} yet: run `make demo`")
+    aliases: dict[str, list[str]] = {}
+    if versions:
+        model = registry.call(registry.client.get_registered_model, args.model)
+        for alias, version in sorted((model.aliases or {}).items()):
+            aliases.setdefault(str(version), []).append(alias)
+    print(f"{'version':>7}  {'aliases':<28} {'gate':<6} {'approval':<10} state")
+    for found in sorted(versions, key=lambda v: int(v.version)):
+        tags = found.tags
+        print(f"{found.version:>7}  {','.join(aliases.get(str(found.version), [])) or '-':<28}"
+              f" {tags.get('gate.verdict', '-'):<6} {tags.get('approval', '-'):<10} "
+              f"{tags.get('promotion.state', '-')}")
+    for intent in ledger.open_intents(args.model) if ledger is not None else []:
+        print(f"unfinished: ledger entry {intent.entry_id} ({intent.action} "
+              f"v{intent.from_version or '-'} → v{intent.to_version} by {intent.actor}); "
+              "the next `plimsoll rollback` or approval tick completes or reverts it")
     return 0
 
 

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from plimsoll.errors import PlimsollError
 from plimsoll.hashing import sha256_file, sha256_json
+from plimsoll.lineage_record import LineageRecords
 
 LINEAGE_PREFIX = "plimsoll.lineage."
 DIGEST_TAG = "plimsoll.lineage_digest"
+RECORDED_PREFIX = "plimsoll.lineage"  # the lineage tags and the digest over them
 PIP_REQUIREMENTS = ("plimsoll",)
 
 
@@ -90,7 +92,8 @@ class ModelRegistry:
     """One small service object in front of MLflow's tracking and registry APIs."""
 
     def __init__(self, tracking_uri: str, registry_uri: str | None = None,
-                 experiment: str = "plimsoll", artifact_root: str | None = None) -> None:
+                 experiment: str = "plimsoll", artifact_root: str | None = None,
+                 records: LineageRecords | None = None) -> None:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -100,6 +103,8 @@ class ModelRegistry:
         self.registry_uri = registry_uri or tracking_uri
         self.experiment = experiment
         self.artifact_root = artifact_root
+        # Plimsoll's own lineage of record; registration writes it, verify checks against it.
+        self.records = records
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=self.registry_uri)
 
     # -- reachability ----------------------------------------------------------------------
@@ -130,15 +135,19 @@ class ModelRegistry:
         from plimsoll.serving import DocsAssistantModel, model_signature
 
         self.ensure_reachable()
+        if self.records is None:
+            raise RegistryError("no lineage record store to register into", field="records",
+                                fix="pass records=LineageRecords(ledger_url) to ModelRegistry "
+                                "(the Dagster resource does this); nothing was registered")
         bundle_key = lineage.get(LINEAGE_PREFIX + "bundle_key")
         if bundle_key:
             for existing in self.call(self.client.search_model_versions,
                                            f"name = '{model_name}'"):
-                if existing.tags.get(LINEAGE_PREFIX + "bundle_key") == bundle_key:
+                if existing.tags.get(LINEAGE_PREFIX + "bundle_key") == bundle_key and (
+                        self.records is None or
+                        self.records.get(model_name, str(existing.version)) is not None):
                     return str(existing.version)  # this bundle is already a version
-        try:
-            self.client.get_registered_model(model_name)
-        except Exception:
+        if self._registered_model(model_name) is None:
             self.call(self.client.create_registered_model, model_name,
                         description="Plimsoll docs assistant candidates (encoder + index "
                         "snapshot + answer templates).")
@@ -174,12 +183,53 @@ class ModelRegistry:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
             if str(version.version) == expected:
+                self._record(model_name, expected, tags, run_info.user_id)
                 return expected
             # Another registration took the number baked into the model config: retract ours.
             floor = int(version.version)
             self.call(self.client.delete_model_version, model_name, version.version)
         raise RegistryError("could not claim a version number after 3 tries",
                             field=model_name, fix="retry when other registrations finish")
+
+    def _record(self, model_name: str, version: str, tags: dict[str, str],
+                run_user: str | None) -> None:
+        """The lineage of record, in the same step: a version without one is retracted."""
+        trainers = [run_user or "", tags.get(LINEAGE_PREFIX + "trained_by", "")]
+        try:
+            self.records.record(model_name, version, tags, trainers)
+        except BaseException:
+            # No record, no version: a version MLflow holds without one could never be
+            # approved, and would look registered to a person reading the UI.
+            self.call(self.client.delete_model_version, model_name, version)
+            raise
+
+    def _registered_model(self, model_name: str):
+        """The registered model, or None when it does not exist (decided by error code)."""
+        try:
+            return self.client.get_registered_model(model_name)
+        except Exception as exc:
+            if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise self._failure(exc) from None
+
+    def version(self, model_name: str, version: str):
+        """A model version; a missing or deleted one is a RegistryError that says so."""
+        try:
+            return self.client.get_model_version(model_name, str(version))
+        except Exception as exc:
+            if error_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise RegistryError(
+                    f"{model_name} version {version} is not registered (or was deleted)",
+                    field="version", fix=f"pick a version listed by `plimsoll status` or in "
+                    f"the MLflow UI (Models → {model_name})") from None
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: Exception) -> RegistryError:
+        return RegistryError(f"MLflow call to {self.tracking_uri} failed "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                             field="tracking_uri",
+                             fix=f"check the MLflow store at {self.tracking_uri} "
+                             "(--tracking-uri or $MLFLOW_TRACKING_URI)")
 
     def _latest_version(self, model_name: str) -> int:
         versions = self.call(self.client.search_model_versions, f"name = '{model_name}'")
@@ -192,9 +242,7 @@ class ModelRegistry:
         except RegistryError:
             raise
         except Exception as exc:
-            raise RegistryError(f"MLflow call failed ({type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0][:200]})", field="tracking_uri",
-                                fix=f"check the MLflow store at {self.tracking_uri}") from None
+            raise self._failure(exc) from None
 
     # -- tags ------------------------------------------------------------------------------
     def set_tag(self, model_name: str, version: str, key: str, value: str) -> None:
@@ -210,31 +258,47 @@ class ModelRegistry:
         """Recompute the lineage digest and the artifact hashes of a registered version."""
         import mlflow.artifacts
 
-        try:
-            found = self.client.get_model_version(model_name, version)
-        except Exception as exc:
-            if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
-                raise RegistryError(f"{model_name} version {version} is not registered",
-                                    field="version", fix="pick a version listed in the MLflow "
-                                    f"UI (Models → {model_name})") from None
-            found = self.call(self.client.get_model_version, model_name, version)
+        found = self.version(model_name, version)
         tags = dict(found.tags)
         problems = []
         if DIGEST_TAG not in tags:
             problems.append(f"tag {DIGEST_TAG} is missing")
         elif lineage_digest(tags) != tags[DIGEST_TAG]:
             problems.append("lineage tags do not match the lineage digest (a tag was edited)")
+        record = None
+        if self.records is None:
+            problems.append("no lineage record store given: the tags cannot be checked "
+                            "against the lineage of record")
+        else:
+            record, found_problems = self.records.check(model_name, str(version), {
+                k: v for k, v in tags.items() if k.startswith(LINEAGE_PREFIX) or
+                k == DIGEST_TAG}, RECORDED_PREFIX)
+            problems += found_problems
+        recorded = (record.lineage if record is not None else tags).get(
+            LINEAGE_PREFIX + "artifacts_digest")
         with tempfile.TemporaryDirectory() as tmp:
-            local = Path(mlflow.artifacts.download_artifacts(
-                artifact_uri=found.source, dst_path=tmp, tracking_uri=self.tracking_uri))
+            try:
+                local = Path(mlflow.artifacts.download_artifacts(
+                    artifact_uri=found.source, dst_path=tmp, tracking_uri=self.tracking_uri))
+            except Exception as exc:
+                raise RegistryError(
+                    f"the artifacts of {model_name} version {version} could not be read from "
+                    f"{found.source} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                    field="source", fix="check the artifact store; a version whose files are "
+                    "gone cannot be verified or promoted") from None
             actual = sha256_json(artifact_hashes(local / "artifacts"))
             config = _model_config(local)
-        if actual != tags.get(LINEAGE_PREFIX + "artifacts_digest"):
+        if actual != recorded:
             problems.append("artifacts differ from the hashes recorded at registration "
                             "(weights, index snapshot or template changed)")
         if str(config.get("model_version")) != str(version):
             problems.append(f"model config names version {config.get('model_version')}")
         return Verification(model_name, str(version), not problems, problems)
+
+
+def error_code(exc: BaseException) -> str | None:
+    """MLflow's error code of an exception (RESOURCE_DOES_NOT_EXIST, ...), if it has one."""
+    return getattr(exc, "error_code", None)
 
 
 def _quiet_mlflow_pyfunc_logger() -> None:

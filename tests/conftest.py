@@ -193,7 +193,8 @@ def mlflow_server(make_postgres_db, tmp_path):
 PROD_ENV = {"PLIMSOLL_PROFILE": "prod", "PLIMSOLL_DVC_REMOTE": "s3://plimsoll-data/dvc",
             "DAGSTER_PG_URL": "postgresql+psycopg2://dagster@db:5432/dagster",
             "MLFLOW_TRACKING_URI": "https://mlflow.plimsoll.internal",
-            "PLIMSOLL_EVAL_REGISTRY_URL": "postgresql+psycopg2://evals@db:5432/evals"}
+            "PLIMSOLL_EVAL_REGISTRY_URL": "postgresql+psycopg2://evals@db:5432/evals",
+            "PLIMSOLL_SIGNING_KEY": "test-signing-key"}
 GPU_JOB_IMAGE = "registry.plimsoll.internal/plimsoll@sha256:" + "0" * 64
 
 

@@ -72,10 +72,12 @@ def test_candidate_end_to_end(setup, home):
     assert (home / "eval_reports").is_dir() and report["plot"].endswith("report.png")
 
     from plimsoll.home import HomeLayout
+    from plimsoll.lineage_record import LineageRecords
     from plimsoll.registry import LINEAGE_PREFIX, ModelRegistry
 
     layout = HomeLayout(home)
-    registry = ModelRegistry(layout.mlflow_tracking_uri)
+    registry = ModelRegistry(layout.mlflow_tracking_uri,
+                             records=LineageRecords(layout.ledger_url, create=False))
     version = model["version"]
     assert registry.verify("plimsoll-docs-assistant", version).ok
     tags = registry.client.get_model_version("plimsoll-docs-assistant", version).tags

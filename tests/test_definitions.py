@@ -64,7 +64,8 @@ def test_unknown_profile_is_a_clear_error(home, monkeypatch):
 PROD_ENV = {"PLIMSOLL_DVC_REMOTE": "s3://plimsoll-data/dvc",
             "DAGSTER_PG_URL": "postgresql+psycopg2://dagster@db:5432/dagster",
             "MLFLOW_TRACKING_URI": "https://mlflow.plimsoll.internal",
-            "PLIMSOLL_EVAL_REGISTRY_URL": "postgresql+psycopg2://evals@db:5432/evals"}
+            "PLIMSOLL_EVAL_REGISTRY_URL": "postgresql+psycopg2://evals@db:5432/evals",
+            "PLIMSOLL_SIGNING_KEY": "test-signing-key"}
 
 
 def test_prod_profile_is_configured_from_the_environment(home, monkeypatch):

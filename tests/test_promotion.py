@@ -5,6 +5,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from plimsoll.ledger import PromotionLedger
+from plimsoll.lineage_record import LineageRecords
 from plimsoll.policy import PolicyError, load_policy
 from plimsoll.promotion import (
     CHALLENGER,
@@ -24,8 +25,9 @@ GOOD = {"recall@5": 0.93, "mrr": 0.80, "grounding_rate": 0.83, "abstention_accur
 def promoter(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    registry = ModelRegistry(uri, artifact_root=str(tmp_path / "artifacts"))
     ledger = PromotionLedger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    registry = ModelRegistry(uri, artifact_root=str(tmp_path / "artifacts"),
+                             records=LineageRecords(ledger.url))
     policy = load_policy(REPO_ROOT / "policies" / "slos.yaml")
     return Promoter(registry, ledger, policy)
 

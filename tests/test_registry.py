@@ -4,6 +4,7 @@ import mlflow.pyfunc
 import pandas as pd
 import pytest
 
+from plimsoll.lineage_record import LineageRecords
 from plimsoll.registry import (
     DIGEST_TAG,
     LINEAGE_PREFIX,
@@ -19,7 +20,8 @@ NAME = "docs-assistant-test"
 def registry(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return ModelRegistry(uri, artifact_root=str(tmp_path / "artifacts"))
+    return ModelRegistry(uri, artifact_root=str(tmp_path / "artifacts"),
+                         records=LineageRecords(f"sqlite:///{tmp_path / 'ledger.sqlite'}"))
 
 
 def _register(registry, bundle, **extra):

@@ -4,6 +4,7 @@ import json
 import pytest
 from conftest import REPO_ROOT
 
+from plimsoll.lineage_record import LineageRecords
 from plimsoll.registry import ModelRegistry, lineage_tags
 
 NAME = "plimsoll-docs-assistant"
@@ -31,7 +32,8 @@ def _tool():
 def setup(tmp_path, bundle, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    registry = ModelRegistry(uri, artifact_root=str(tmp_path / "artifacts"))
+    registry = ModelRegistry(uri, artifact_root=str(tmp_path / "artifacts"),
+                             records=LineageRecords(f"sqlite:///{tmp_path / 'ledger.sqlite'}"))
     run = registry.client.create_run(registry.ensure_reachable())
     version = registry.register(NAME, bundle, lineage_tags({"seed": "1"}), run.info.run_id)
     registry.client.set_registered_model_alias(NAME, "champion", version)

@@ -11,6 +11,7 @@ from conftest import REPO_ROOT
 from plimsoll.bundles import build_answerer
 from plimsoll.evalsets import load_evalset
 from plimsoll.evaluation import evaluate_answerer
+from plimsoll.lineage_record import LineageRecords
 from plimsoll.registry import ModelRegistry, lineage_tags
 from plimsoll.threat_checks import (
     RedTeamError,
@@ -159,7 +160,8 @@ def _tool():
 def registered(tmp_path, bundle, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    registry = ModelRegistry(uri, artifact_root=str(tmp_path / "artifacts"))
+    registry = ModelRegistry(uri, artifact_root=str(tmp_path / "artifacts"),
+                             records=LineageRecords(f"sqlite:///{tmp_path / 'ledger.sqlite'}"))
     run = registry.client.create_run(registry.ensure_reachable())
     return registry.register(NAME, bundle, lineage_tags({"seed": "1"}), run.info.run_id)
 
