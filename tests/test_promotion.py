@@ -241,3 +241,101 @@ def test_invalid_policy_fails_with_the_field(tmp_path, edit, field):
         load_policy(path)
     assert caught.value.field.startswith(field.split(".")[0])
     assert caught.value.file == str(path) and caught.value.fix
+
+
+def test_an_approval_without_a_reviewer_waits_for_one(promoter, bundle):
+    version = candidate(promoter, bundle)
+    promoter.gate(version)
+    promoter.client.set_model_version_tag(promoter.model, version, "approval", "approved")
+    (outcome,) = promoter.process_approvals()
+    assert outcome.action == "invalid" and "names no reviewer" in outcome.reason
+    assert promoter.alias(CHAMPION) is None and promoter.ledger.entries() == []
+    promoter.client.set_model_version_tag(promoter.model, version, "approval.by", "bob")
+    assert [o.action for o in promoter.process_approvals()] == ["promoted"]
+    assert promoter.ledger.entries()[0].actor == "bob"
+
+
+@pytest.mark.parametrize("spelling", ["Alice ", "ALICE", " alice\u200b", "\uff41lice",
+                                      "alice\t"])
+def test_self_approval_is_refused_however_the_name_is_written(promoter, bundle, spelling):
+    version = candidate(promoter, bundle, trained_by="alice")
+    promoter.gate(version)
+    approve(promoter, version, by=spelling)
+    (outcome,) = promoter.process_approvals()
+    assert outcome.action == "refused" and "self-approval" in outcome.reason
+    assert promoter.alias(CHAMPION) is None
+
+
+def test_the_training_runs_user_is_a_trainer_too(promoter, bundle):
+    registry = promoter.registry
+    run = registry.client.create_run(registry.ensure_reachable(), tags={"mlflow.user": "tess"})
+    lineage = lineage_tags({"eval_scores": GOOD, "trained_by": "alice",
+                            "bundle_key": f"{time.time_ns()}"})
+    version = registry.register(promoter.model, bundle, lineage, run.info.run_id)
+    promoter.gate(version)
+    approve(promoter, version, by="Tess")  # who ran the training run in MLflow
+    (outcome,) = promoter.process_approvals()
+    assert outcome.action == "refused" and "self-approval" in outcome.reason
+
+
+def test_a_forged_trainer_with_a_recomputed_digest_is_refused(promoter, bundle):
+    from plimsoll.registry import DIGEST_TAG, lineage_digest
+
+    version = candidate(promoter, bundle, trained_by="alice")
+    promoter.gate(version)
+    forged = dict(tags(promoter, version))
+    forged[LINEAGE_PREFIX + "trained_by"] = "mallory"
+    promoter.client.set_model_version_tag(promoter.model, version,
+                                          LINEAGE_PREFIX + "trained_by", "mallory")
+    promoter.client.set_model_version_tag(promoter.model, version, DIGEST_TAG,
+                                          lineage_digest(forged))
+    verification = promoter.registry.verify(promoter.model, version)
+    assert not verification.ok
+    assert any("trained_by was edited" in p for p in verification.problems)
+    approve(promoter, version, by="alice")  # the real trainer, hoping the forgery hides it
+    (outcome,) = promoter.process_approvals()
+    assert outcome.action == "refused" and "self-approval" in outcome.reason
+    assert "trained_by was edited" in outcome.reason and promoter.alias(CHAMPION) is None
+
+
+def test_only_the_policys_approvers_may_approve(promoter, bundle):
+    from plimsoll.policy import Approval
+
+    promoter.policy = promoter.policy.model_copy(update={"approval": Approval(
+        approvers=["Rita Reviewer"])})
+    version = candidate(promoter, bundle)
+    promoter.gate(version)
+    approve(promoter, version, by="bob")
+    (outcome,) = promoter.process_approvals()
+    assert outcome.action == "refused" and "not an approver" in outcome.reason
+    other = candidate(promoter, bundle)
+    promoter.gate(other)
+    approve(promoter, other, by="  rita   reviewer ")
+    assert [o.action for o in promoter.process_approvals()] == ["promoted"]
+
+
+def test_the_gate_is_rerun_against_the_champion_of_approval_time(promoter, bundle):
+    weak = candidate(promoter, bundle, mrr=0.70)
+    promoter.gate(weak)  # passes: no champion yet
+    strong = candidate(promoter, bundle, mrr=0.90)
+    promoter.gate(strong)
+    approve(promoter, strong)
+    assert [o.action for o in promoter.process_approvals()] == ["promoted"]
+    approve(promoter, weak)  # approved later, against a champion it now regresses from
+    (outcome,) = promoter.process_approvals()
+    assert outcome.action == "refused" and "against the current champion" in outcome.reason
+    assert "regression mrr" in outcome.reason and promoter.alias(CHAMPION) == strong
+
+
+def test_a_registration_whose_record_cannot_be_written_leaves_no_version(promoter, bundle,
+                                                                         monkeypatch):
+    from plimsoll.lineage_record import LineageRecordError
+
+    def refuse(*args, **kwargs):
+        raise LineageRecordError("the lineage record store is read-only")
+
+    monkeypatch.setattr(promoter.records, "record", refuse)
+    with pytest.raises(LineageRecordError):
+        candidate(promoter, bundle)
+    versions = promoter.client.search_model_versions(f"name = '{promoter.model}'")
+    assert versions == []
