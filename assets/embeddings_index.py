@@ -41,15 +41,23 @@ def snapshot_output(context: dg.AssetExecutionContext, config: IndexConfig,
         bar = tqdm(total=total, desc=label, unit="chunk")
         return bar.update
 
+    try:
+        params = ChunkingParams(config.chunk_words, config.overlap_words)
+    except ValueError as exc:
+        raise PlimsollError(str(exc), field="config.chunk_words",
+                            fix="use chunk_words of at least 8 and overlap_words from 0 to "
+                            "below chunk_words") from None
     layout = home.layout
     builder = SnapshotBuilder(layout.index_snapshots, layout.embedding_cache,
-                              EncoderDirectory.open(encoder_path),
-                              ChunkingParams(config.chunk_words, config.overlap_words),
+                              EncoderDirectory.open(encoder_path), params,
                               batch_size=batch_size, progress=progress)
     result = builder.build(published)
     stats = result.stats
     context.log.info(f"snapshot {result.snapshot_id[:12]}: {stats.chunks} chunks, "
                      f"{stats.embedded} embedded now, reused={stats.reused_snapshot}")
+    if stats.stale_staging_cleaned:
+        context.log.warning(f"removed {stats.stale_staging_cleaned} staging folder(s) left in "
+                            f"{layout.index_snapshots} by killed builds")
     inputs = result.manifest["inputs"]
     value = {"snapshot_id": result.snapshot_id, "path": str(result.path),
              "encoder_digest": inputs["encoder_digest"],
@@ -65,6 +73,7 @@ def snapshot_output(context: dg.AssetExecutionContext, config: IndexConfig,
             "unique_chunks": dg.MetadataValue.int(stats.unique_chunks),
             "embedded_now": dg.MetadataValue.int(stats.embedded),
             "reused_snapshot": stats.reused_snapshot,
+            "stale_staging_cleaned": dg.MetadataValue.int(stats.stale_staging_cleaned),
             "encoder_digest": inputs["encoder_digest"],
             "tokenizer_hash": inputs["tokenizer_hash"],
             "chunking": dg.MetadataValue.json(inputs["chunking"]),

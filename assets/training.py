@@ -1,5 +1,6 @@
 """training_pairs and finetuned_encoder: what the model learns from, and the checkpoint."""
 
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -66,6 +67,67 @@ def slices_failing_checks(instance: dg.DagsterInstance, names: list[str]) -> lis
     return failing
 
 
+def read_training_pairs(training_pairs: dict) -> list:  # -> list[plimsoll.training.Pair]
+    """The pairs file named by the training_pairs value, checked against its digest."""
+    import json
+
+    from plimsoll.errors import PlimsollError
+    from plimsoll.hashing import sha256_file
+    from plimsoll.training import Pair
+
+    path = Path(training_pairs["path"])
+    if not path.is_file() or sha256_file(path) != training_pairs["digest"]:
+        raise PlimsollError("the training pairs file is missing or differs from its digest "
+                            f"{training_pairs['digest'][:12]}", file=path,
+                            fix="re-materialize training_pairs (it writes the file again)")
+    return [Pair(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def dagster_run_finished(instance: dg.DagsterInstance, run_id: str) -> bool | None:
+    """Whether a Dagster run has ended; None when this instance does not know it."""
+    record = instance.get_run_by_id(run_id)
+    return None if record is None else record.is_finished
+
+
+def _train_in_run(context: dg.AssetExecutionContext, client: object, run_id: str, base: object,
+                  pairs: list, params: object, device: str, precision: str,
+                  pairs_digest: str, home: PlimsollHome) -> object:
+    """Log the run's inputs, fine-tune, and log its outputs; the run ends FINISHED."""
+    from plimsoll.training import fine_tune
+
+    for key, value in {**params.as_dict(), "base_model_digest": base.digest,
+                       "pair_count": len(pairs), "device": device,
+                       "resolved_precision": precision,
+                       "training_pairs_digest": pairs_digest}.items():
+        client.log_param(run_id, key, value)
+
+    def on_step(step: int, loss: float, lr: float) -> None:
+        client.log_metric(run_id, "loss", loss, step=step)
+        client.log_metric(run_id, "learning_rate", lr, step=step)
+        if step % 10 == 0:
+            context.log.info(f"step {step}: loss {loss:.4f}")
+
+    result = fine_tune(base, pairs, params, home.layout.training_work, home.layout.checkpoints,
+                       on_step=on_step)
+    client.log_param(run_id, "checkpoint_digest", result.checkpoint.digest)
+    client.log_artifacts(run_id, str(result.checkpoint.path), "checkpoint")
+    client.log_metric(run_id, "final_loss", result.losses[-1])
+    client.set_tag(run_id, "plimsoll.training_notes", " | ".join(result.notes)[:5000])
+    client.set_terminated(run_id, status="FINISHED")
+    return result
+
+
+def _mark_failed(client: object, run_id: str, error: BaseException) -> None:
+    """End the run FAILED, saying why; the original error is what the caller re-raises."""
+    import contextlib
+
+    with contextlib.suppress(Exception):  # an unreachable store must not hide the real error
+        client.set_tag(run_id, "plimsoll.failure",
+                       f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:500]}")
+    with contextlib.suppress(Exception):
+        client.set_terminated(run_id, status="FAILED")
+
+
 def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
                           ) -> list[dg.AssetsDefinition]:
     """training_pairs and finetuned_encoder; prod passes the GPU step job's op tags."""
@@ -76,6 +138,8 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
                        manifests: DataManifests) -> dg.Output[dict]:
         """(query, passage) pairs derived from slices that passed their checks."""
         import json
+        import os
+        import tempfile
 
         from plimsoll.errors import PlimsollError
         from plimsoll.hashing import sha256_file, sha256_json
@@ -98,12 +162,17 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
         pairs = derive_pairs(published)
         folder = home.layout.training_pairs
         folder.mkdir(parents=True, exist_ok=True)
-        staging = folder / "pairs.jsonl.tmp"
-        staging.write_text("".join(json.dumps({"query": p.query, "passage": p.passage}) + "\n"
-                                   for p in pairs))
-        digest = sha256_file(staging)
-        path = folder / f"{digest}.jsonl"
-        staging.replace(path)
+        # A name of its own: two runs writing one shared staging name would mix their pairs.
+        handle, staging = tempfile.mkstemp(dir=folder, suffix=".jsonl.tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.writelines(json.dumps({"query": p.query, "passage": p.passage}) + "\n"
+                                  for p in pairs)
+            digest = sha256_file(Path(staging))
+            path = folder / f"{digest}.jsonl"
+            os.replace(staging, path)
+        finally:
+            Path(staging).unlink(missing_ok=True)
         slices = {s.name: s.content_hash for s in published}
         data_manifest = {name: {"content_hash": slices[name], "manifest_digest": manifest_digest(
             load_manifest(manifests.manifest_path(name)))} for name in sorted(slices)}
@@ -122,61 +191,53 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
                           training_pairs: dict, home: PlimsollHome, encoder: EncoderModel,
                           mlflow: MlflowStore) -> dg.Output[dict]:
         """The encoder fine-tuned for retrieval on the training pairs, as a hashed checkpoint."""
-        import json
-        from pathlib import Path
-
         from plimsoll.promotion import current_actor
         from plimsoll.provenance import container_image_digest, git_commit
         from plimsoll.training import (
-            Pair,
+            ASSET_TAG,
+            DAGSTER_RUN_TAG,
             TrainingParams,
-            fine_tune,
+            close_abandoned_runs,
             pick_device,
             resolve_precision,
+            training_fingerprint,
         )
 
-        pairs = [Pair(**json.loads(line))
-                 for line in Path(training_pairs["path"]).read_text().splitlines()]
+        pairs = read_training_pairs(training_pairs)
         params = TrainingParams(**config.model_dump())
         device = pick_device()
+        precision = resolve_precision(params.precision, device)
         base = encoder.directory()
         registry = mlflow.registry()
         experiment_id = registry.ensure_reachable()
         from platform_defs.profiles import REPO_ROOT
 
-        tags = {"plimsoll.asset": "finetuned_encoder", "plimsoll.dagster_run_id": context.run_id,
+        client = registry.client
+        for note in close_abandoned_runs(client, experiment_id, "finetuned_encoder",
+                                         context.run_id,
+                                         lambda owner: dagster_run_finished(context.instance,
+                                                                            owner)):
+            context.log.warning(note)
+        tags = {ASSET_TAG: "finetuned_encoder", DAGSTER_RUN_TAG: context.run_id,
+                "plimsoll.training_fingerprint": training_fingerprint(base, pairs, params,
+                                                                      precision),
                 "git_commit": git_commit(REPO_ROOT),
                 "container_image_digest": container_image_digest(),
                 "trained_by": current_actor(),
+                # MLflow's own record of who ran it: registration counts it as a trainer.
+                "mlflow.user": current_actor(),
                 "data_manifest_digest": training_pairs["data_manifest_digest"]}
-        run = registry.client.create_run(experiment_id, run_name=f"finetune-{context.run_id[:8]}",
-                                         tags=tags)
+        run = client.create_run(experiment_id, run_name=f"finetune-{context.run_id[:8]}",
+                                tags=tags)
         run_id = run.info.run_id
-        client = registry.client
-        for key, value in {**params.as_dict(), "base_model_digest": base.digest,
-                           "pair_count": len(pairs), "device": device,
-                           "resolved_precision": resolve_precision(params.precision, device),
-                           "training_pairs_digest": training_pairs["digest"]}.items():
-            client.log_param(run_id, key, value)
-        losses: list = []
-
-        def on_step(step: int, loss: float, lr: float) -> None:
-            losses.append((step, loss))
-            client.log_metric(run_id, "loss", loss, step=step)
-            client.log_metric(run_id, "learning_rate", lr, step=step)
-            if step % 10 == 0:
-                context.log.info(f"step {step}: loss {loss:.4f}")
-
         try:
-            result = fine_tune(base, pairs, params, home.layout.training_work,
-                               home.layout.checkpoints, on_step=on_step)
-        except BaseException:
-            client.set_terminated(run_id, status="FAILED")
+            result = _train_in_run(context, client, run_id, base, pairs, params, device,
+                                   precision, training_pairs["digest"], home)
+        except BaseException as exc:  # interrupts too: a run left RUNNING would never end
+            _mark_failed(client, run_id, exc)
             raise
-        client.log_param(run_id, "checkpoint_digest", result.checkpoint.digest)
-        client.log_artifacts(run_id, str(result.checkpoint.path), "checkpoint")
-        client.log_metric(run_id, "final_loss", result.losses[-1])
-        client.set_terminated(run_id, status="FINISHED")
+        for note in result.notes:
+            context.log.info(note)
         value = {"path": str(result.checkpoint.path), "digest": result.checkpoint.digest,
                  "tokenizer_hash": result.checkpoint.tokenizer_hash,
                  "base_digest": base.digest, "base_path": str(base.path),
@@ -188,6 +249,7 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
             "checkpoint_path": dg.MetadataValue.path(str(result.checkpoint.path)),
             "steps": dg.MetadataValue.int(result.steps),
             "resumed_from_step": dg.MetadataValue.int(result.resumed_from_step),
+            "training_notes": dg.MetadataValue.json(list(result.notes)),
             "final_loss": dg.MetadataValue.float(result.losses[-1]),
             "mlflow_run_id": run_id,
             "hyperparameters": dg.MetadataValue.json(params.as_dict())})

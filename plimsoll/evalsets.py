@@ -9,6 +9,7 @@ from pathlib import Path
 
 from plimsoll.errors import PlimsollError
 from plimsoll.hashing import sha256_file
+from plimsoll.sources import json_lines, json_type, read_text
 
 FIELDS = {"qid", "question", "answerable", "gold_doc_ids", "answer_hint"}
 
@@ -38,6 +39,10 @@ class EvalSet:
 
     def limited(self, limit: int | None) -> EvalSet:
         """The first `limit` questions (all when None), same hash: it names the file."""
+        if limit is not None and (isinstance(limit, bool) or limit < 1):
+            # A slice like [:-1] would quietly drop questions and still pass the gate.
+            raise EvalSetError(f"a limit of {limit} questions", file=self.path, field="limit",
+                               fix="give a positive number of questions, or no limit for all")
         if limit is None or limit >= len(self.questions):
             return self
         return EvalSet(self.path, self.content_hash, self.questions[:limit])
@@ -55,28 +60,24 @@ class EvalSet:
 
 
 def load_evalset(path: Path) -> EvalSet:
-    """Read and validate an eval set file."""
+    """Read and validate an eval set file: one JSON object per line, every field its type."""
     path = Path(path)
     if not path.is_file():
         raise EvalSetError("eval set not found", file=path, fix="check the path (evalsets/)")
     questions, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalSetError(f"line {number} is not valid JSON ({exc.msg})", file=path,
-                               fix="one JSON object per line") from None
+    for number, record in json_lines(path, read_text(path, error=EvalSetError, field=None),
+                                     error=EvalSetError):
         missing, extra = FIELDS - set(record) - {"answer_hint"}, set(record) - FIELDS
         if missing or extra:
             raise EvalSetError(f"line {number}: missing {sorted(missing)}, unknown "
                                f"{sorted(extra)}", file=path, field=f"line {number}",
                                fix=f"use exactly the fields {sorted(FIELDS)}")
-        question = EvalQuestion(qid=str(record["qid"]), question=str(record["question"]),
-                                answerable=bool(record["answerable"]),
-                                gold_doc_ids=tuple(record["gold_doc_ids"]),
-                                answer_hint=str(record.get("answer_hint", "")))
+        question = EvalQuestion(
+            qid=_text(record, "qid", path, number), question=_text(record, "question", path,
+                                                                   number),
+            answerable=_boolean(record, path, number),
+            gold_doc_ids=_doc_ids(record, path, number),
+            answer_hint=_text(record, "answer_hint", path, number, blank_ok=True))
         if question.qid in seen:
             raise EvalSetError(f"duplicate qid {question.qid}", file=path,
                                field=f"line {number}.qid", fix="make qids unique")
@@ -90,3 +91,41 @@ def load_evalset(path: Path) -> EvalSet:
     if not questions:
         raise EvalSetError("eval set is empty", file=path, fix="add questions")
     return EvalSet(path=path, content_hash=sha256_file(path), questions=tuple(questions))
+
+
+def _wrong_type(path: Path, number: int, key: str, value: object, wanted: str,
+                fix: str) -> EvalSetError:
+    shown = json.dumps(value, ensure_ascii=False)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return EvalSetError(f"line {number}: '{key}' is a JSON {json_type(value)} ({shown}), not "
+                        f"{wanted}", file=path, field=key, fix=fix)
+
+
+def _text(record: dict, key: str, path: Path, number: int, *, blank_ok: bool = False) -> str:
+    value = record.get(key, "")
+    if not isinstance(value, str):
+        raise _wrong_type(path, number, key, value, "a string",
+                          f'write {key} in quotes, e.g. "{key}": "..."')
+    if not blank_ok and not value.strip():
+        raise EvalSetError(f"line {number}: '{key}' is blank", file=path, field=key,
+                           fix=f"give every question a {key}")
+    return value
+
+
+def _boolean(record: dict, path: Path, number: int) -> bool:
+    value = record["answerable"]
+    if not isinstance(value, bool):
+        # bool("false") is True: a quoted flag would silently mean the opposite.
+        raise _wrong_type(path, number, "answerable", value, "true or false",
+                          "write answerable as true or false, without quotes")
+    return value
+
+
+def _doc_ids(record: dict, path: Path, number: int) -> tuple[str, ...]:
+    value = record["gold_doc_ids"]
+    if not isinstance(value, list) or not all(isinstance(d, str) and d.strip() for d in value):
+        # tuple("pydoc:assert") would be a tuple of its characters.
+        raise _wrong_type(path, number, "gold_doc_ids", value, "an array of doc id strings",
+                          'write gold_doc_ids as a list, e.g. ["pydoc:assert"], or [] for an '
+                          "unanswerable question")
+    return tuple(value)

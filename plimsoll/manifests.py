@@ -1,4 +1,9 @@
-"""Dataset slice manifests: data_manifests/<slice>.yaml, parsed strictly."""
+"""Dataset slice manifests: data_manifests/<slice>.yaml, parsed strictly.
+
+Strictly: a key given twice is an error (YAML keeps the last silently), and text, numbers
+and lists must be written as such. YAML reads `no`, `0123` and `2024-01-01` as a boolean,
+a number and a date; quietly turning those back into text is a guess, so it is refused.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, model_validator
 
 from plimsoll.errors import ManifestError
 from plimsoll.hashing import sha256_file
+from plimsoll.sources import json_type, read_text
 
 SLICE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MANIFEST_SUFFIX = ".yaml"
@@ -35,8 +41,9 @@ class SliceSource(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["pydoc_topics", "stdlib_docstrings", "jsonl", "csv", "parquet"]
-    path: str | None = Field(default=None, description="File path, relative to the manifest.")
-    modules: tuple[str, ...] | None = Field(
+    path: Annotated[str, Field(min_length=1, strict=True)] | None = Field(
+        default=None, description="File path, relative to the manifest.")
+    modules: tuple[StrictStr, ...] | None = Field(
         default=None, description="stdlib_docstrings only: the modules to read (default: all)."
     )
 
@@ -56,18 +63,18 @@ class SliceManifest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Annotated[str, Field(pattern=SLICE_NAME.pattern)]
-    description: Annotated[str, Field(min_length=1)]
-    owner: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(pattern=SLICE_NAME.pattern, strict=True)]
+    description: Annotated[str, Field(min_length=1, strict=True)]
+    owner: Annotated[str, Field(min_length=1, strict=True)]
     source: SliceSource
-    schema_version: Annotated[int, Field(ge=1)]
+    schema_version: Annotated[int, Field(ge=1, strict=True)]
     classification: Classification
-    ttl_days: Annotated[int, Field(ge=1)]
-    text_field: Annotated[str, Field(min_length=1)] = "text"
-    id_field: Annotated[str, Field(min_length=1)] = "id"
-    min_rows: Annotated[int, Field(ge=1)] = 1
-    min_text_chars: Annotated[int, Field(ge=1)] = 1
-    max_text_chars: Annotated[int, Field(ge=1)] = 200_000
+    ttl_days: Annotated[int, Field(ge=1, strict=True)]
+    text_field: Annotated[str, Field(min_length=1, strict=True)] = "text"
+    id_field: Annotated[str, Field(min_length=1, strict=True)] = "id"
+    min_rows: Annotated[int, Field(ge=1, strict=True)] = 1
+    min_text_chars: Annotated[int, Field(ge=1, strict=True)] = 1
+    max_text_chars: Annotated[int, Field(ge=1, strict=True)] = 200_000
 
     # Set by the loader, not by the YAML.
     manifest_path: Path | None = Field(default=None, exclude=True)
@@ -89,20 +96,58 @@ _FIXES = {
     "literal_error": "use one of the listed values",
     "string_pattern_mismatch": "use lowercase letters, digits and '_' (1-63 chars, "
     "starting with a letter)",
+    "string_type": "write it as text, in quotes if YAML would read it otherwise (yes, no, "
+    "on, off, numbers and dates)",
+    "int_type": "write a whole number, without quotes",
+    "tuple_type": "write a YAML list, e.g. [json, re]",
 }
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        lines: dict[object, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` may be overridden by design
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                if key in lines:
+                    raise _DuplicateKey(key, lines[key], line)
+                lines[key] = line
+            except TypeError:
+                continue  # an unhashable key: the base constructor reports it
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    """A mapping key seen twice, with the lines of both."""
+
+    def __init__(self, key: object, first: int, again: int) -> None:
+        super().__init__(key)
+        self.key, self.first, self.again = key, first, again
 
 
 def load_manifest(path: Path) -> SliceManifest:
     """Read and validate one manifest; every problem names the file, field and fix."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.is_file():
         raise ManifestError("manifest file not found", file=path,
-                            fix="check the path, or list data_manifests/") from None
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ManifestError(f"not valid UTF-8 YAML ({exc})", file=path,
+                            fix="check the path, or list data_manifests/")
+    text = read_text(path, error=ManifestError, field=None)
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except _DuplicateKey as exc:
+        raise ManifestError(f"key '{exc.key}' is given twice (lines {exc.first} and "
+                            f"{exc.again}); YAML would silently keep the last", file=path,
+                            field=str(exc.key), fix="keep one of the two") from None
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"not valid YAML ({exc})", file=path,
                             fix="fix the YAML syntax") from None
+    if raw is None:
+        raise ManifestError("the manifest is empty", file=path,
+                            fix="see data_manifests/python_help_topics.yaml for an example")
     if not isinstance(raw, dict):
         raise ManifestError("a manifest must be a YAML mapping of fields", file=path,
                             fix="see data_manifests/python_help_topics.yaml for an example")
@@ -112,7 +157,21 @@ def load_manifest(path: Path) -> SliceManifest:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or None
         fix = _FIXES.get(first["type"], "correct the value")
-        raise ManifestError(first["msg"], file=path, field=field, fix=fix) from None
+        problem = first["msg"].removeprefix("Value error, ").replace("a valid tuple", "a list")
+        if first["type"].endswith("_type") and "input" in first:
+            given = first["input"]
+            shown = str(given) if _yaml_type(given) == "date" else repr(given)
+            problem += f", got a {_yaml_type(given)} ({shown[:60]})"
+        raise ManifestError(problem, file=path, field=field, fix=fix) from None
+    if manifest.text_field == manifest.id_field:
+        raise ManifestError(f"text_field and id_field are both '{manifest.text_field}'",
+                            file=path, field="id_field",
+                            fix="point id_field at the column of stable ids, text_field at the "
+                            "text")
+    if manifest.min_text_chars > manifest.max_text_chars:
+        raise ManifestError(f"min_text_chars ({manifest.min_text_chars}) is above "
+                            f"max_text_chars ({manifest.max_text_chars})", file=path,
+                            field="max_text_chars", fix="swap them, or widen the bounds")
     if manifest.name != path.stem:
         raise ManifestError(
             f"name '{manifest.name}' differs from the file name '{path.stem}'", file=path,
@@ -123,6 +182,18 @@ def load_manifest(path: Path) -> SliceManifest:
                             field="source.path",
                             fix="give a path relative to the manifest's folder")
     return manifest
+
+
+def _yaml_type(value: object) -> str:
+    import datetime
+
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, datetime.date):
+        return "date"
+    if isinstance(value, int | float):
+        return "whole number" if isinstance(value, int) else "decimal number"
+    return {"array": "list", "object": "mapping"}.get(json_type(value), json_type(value))
 
 
 def manifest_paths(directory: Path) -> list[Path]:

@@ -14,7 +14,7 @@ import pandas as pd
 from plimsoll.errors import SliceDataError
 from plimsoll.hashing import canonical_json, sha256_text
 from plimsoll.manifests import SliceManifest
-from plimsoll.sources import read_records
+from plimsoll.sources import json_type, read_records
 
 SLICE_COLUMNS = ("id", "title", "text", "slice", "classification")
 
@@ -54,21 +54,18 @@ def build_slice(manifest: SliceManifest) -> SliceTable:
     """Load a slice's source and normalise it; refuse sources that cannot make a slice."""
     file = manifest.source_path or manifest.manifest_path
     rows = []
-    for record in read_records(manifest):
-        if manifest.text_field not in record:
-            raise SliceDataError(
-                f"a record has no '{manifest.text_field}' key (keys: {sorted(record)})",
-                file=file, field="text_field",
-                fix="set text_field in the manifest to the column that holds the text")
-        if manifest.id_field not in record:
-            raise SliceDataError(
-                f"a record has no '{manifest.id_field}' key (keys: {sorted(record)})",
-                file=file, field="id_field",
-                fix="set id_field in the manifest to the column that holds stable ids")
+    for where, record in read_records(manifest):
+        for field_name, setting in ((manifest.text_field, "text_field"),
+                                    (manifest.id_field, "id_field")):
+            if field_name not in record:
+                raise SliceDataError(
+                    f"{where} has no '{field_name}' key (keys: {sorted(record)})", file=file,
+                    field=setting, fix=f"set {setting} in the manifest to the column that holds "
+                    + ("the text" if setting == "text_field" else "stable ids"))
         rows.append({
-            "id": normalise_id(record[manifest.id_field]),
-            "title": normalise_text(record.get("title")) or "",
-            "text": normalise_text(record[manifest.text_field]),
+            "id": normalise_id(_checked(record, manifest.id_field, where, file, ids=True)),
+            "title": normalise_text(_checked(record, "title", where, file)) or "",
+            "text": normalise_text(_checked(record, manifest.text_field, where, file)),
             "slice": manifest.name,
             "classification": manifest.classification.value,
         })
@@ -80,6 +77,33 @@ def build_slice(manifest: SliceManifest) -> SliceTable:
     frame = frame.sort_values(["id", "text"], na_position="first", kind="stable")
     frame = frame.reset_index(drop=True)
     return SliceTable(manifest=manifest, frame=frame, content_hash=content_hash(frame))
+
+
+def _checked(record: dict, key: str, where: str, file: object, *, ids: bool = False) -> object:
+    """A text (or id) value as given; a number, boolean, list or object there is an error.
+
+    Null stays null: the slice's checks count and name those rows. Whole numbers are fine
+    as ids (42 is unambiguously "42"); any other non-text value would become some text by
+    a guess (1.0 or 1? "True"? a list's repr?), so it is refused.
+    """
+    value = record.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    if ids and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    kind = json_type(value)
+    if isinstance(value, float) and value != value:
+        kind = "NaN"
+    article = "an" if kind[0] in "aeiou" else "a"
+    raise SliceDataError(
+        f"{where}: '{key}' is {article} {kind} ({_preview(value)}), not text", file=file,
+        field=key,
+        fix=f"write '{key}' as a string (in quotes) on every row, or null where there is none")
+
+
+def _preview(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def content_hash(frame: pd.DataFrame) -> str:

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import random
-import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from plimsoll.encoder import EncoderDirectory, copy_sentence_transformers_files
 from plimsoll.errors import PlimsollError
 from plimsoll.hashing import sha256_json
+from plimsoll.index_snapshot import clean_stale_staging, staging_directory
 
 STATE_FILE = "training_state.pt"
+STATE_KEYS = frozenset({"model", "optimizer", "scheduler", "rng", "step", "losses", "cuda_rng"})
+log = logging.getLogger(__name__)
 GROUP = 4  # texts per padded group: a batch is encoded in length-sorted groups
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -61,6 +66,9 @@ class TrainingResult:
     losses: list[float]
     fingerprint: str
     precision: str  # what "auto" resolved to on this machine
+    # What the run decided on its own, for people: always first how it began (from step 0,
+    # resumed, or started over because the saved state was unreadable).
+    notes: tuple[str, ...] = ()
 
 
 StepCallback = Callable[[int, float, float], None]  # (step, loss, learning rate)
@@ -75,6 +83,52 @@ def training_fingerprint(base: EncoderDirectory, pairs: Sequence[Pair],
     return sha256_json({"base": base.digest, "pairs": sha256_json(
         [[p.query, p.passage] for p in pairs]), "params": params.as_dict(),
         "precision": precision})
+
+
+# A training run logs its loss every step (seconds apart); one silent this long is dead,
+# even when its Dagster run still reads "started" because its process was killed.
+ABANDONED_AFTER_S = 3600
+ASSET_TAG, DAGSTER_RUN_TAG, CLOSED_TAG = (
+    "plimsoll.asset", "plimsoll.dagster_run_id", "plimsoll.closed_because")
+
+
+def close_abandoned_runs(client: object, experiment_id: str, asset: str, dagster_run_id: str,
+                         owner_finished: Callable[[str], bool | None],
+                         now_s: float | None = None) -> list[str]:
+    """Close as FAILED the MLflow runs of `asset` left RUNNING by dead steps; say what was done.
+
+    A run is dead when its Dagster run has finished (`owner_finished` is True), when it is
+    an earlier attempt of this very step (a step runs once at a time in a Dagster run), or
+    when it has logged nothing for ABANDONED_AFTER_S. A run whose Dagster run is in progress,
+    or unknown here, and that logged recently is a live one elsewhere, and is left alone.
+    """
+    now_ms = (time.time() if now_s is None else now_s) * 1000
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{ASSET_TAG}` = '{asset}' "
+        "and attributes.status = 'RUNNING'", max_results=200)
+    notes = []
+    for run in found:
+        run_id, owner = run.info.run_id, run.data.tags.get(DAGSTER_RUN_TAG, "")
+        last_ms = max([run.info.start_time or 0, *(m.timestamp for m in
+                                                   client.get_metric_history(run_id, "loss"))])
+        idle_s = (now_ms - last_ms) / 1000
+        if owner and owner == dagster_run_id:
+            reason = f"an earlier attempt of this step (Dagster run {owner})"
+        elif owner and owner_finished(owner):
+            reason = f"its Dagster run {owner} has finished"
+        elif idle_s > ABANDONED_AFTER_S:
+            reason = f"nothing logged for {idle_s / 3600:.1f} h (Dagster run {owner or '?'})"
+        else:
+            continue
+        try:
+            client.set_tag(run_id, CLOSED_TAG, f"{reason}; closed by Dagster run {dagster_run_id}")
+            client.set_terminated(run_id, status="FAILED", end_time=int(last_ms))
+        except Exception as exc:  # e.g. no permission on another user's run: not this run's fault
+            notes.append(f"could not close abandoned MLflow run {run_id} ({reason}): "
+                         f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}")
+            continue
+        notes.append(f"closed MLflow run {run_id} as FAILED: {reason}")
+    return notes
 
 
 def pick_device() -> str:
@@ -111,10 +165,9 @@ def fine_tune(base: EncoderDirectory, pairs: Sequence[Pair], params: TrainingPar
               stop_after_step: int | None = None) -> TrainingResult:
     """Fine-tune `base`; resume from work_dir's last saved step; write a hashed checkpoint.
 
-    `stop_after_step` ends the run early after saving (used to test resumption).
+    `stop_after_step` ends the run early after saving (used to test resumption). A saved
+    state that cannot be read is moved aside and the run starts over; `notes` says which.
     """
-    import torch
-    from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
@@ -128,6 +181,19 @@ def fine_tune(base: EncoderDirectory, pairs: Sequence[Pair], params: TrainingPar
     fingerprint = training_fingerprint(base, pairs, params, precision)
     work_dir = Path(work_dir) / fingerprint[:16]
     work_dir.mkdir(parents=True, exist_ok=True)
+    with _work_dir_lock(work_dir):
+        return _fine_tune(base, pairs, params, work_dir, checkpoints_dir, on_step,
+                          stop_after_step, device, precision, fingerprint)
+
+
+def _fine_tune(base: EncoderDirectory, pairs: Sequence[Pair], params: TrainingParams,
+               work_dir: Path, checkpoints_dir: Path, on_step: StepCallback | None,
+               stop_after_step: int | None, device: str, precision: str,
+               fingerprint: str) -> TrainingResult:
+    """The training loop, with the work folder locked."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+
     torch.manual_seed(params.seed)
     random.seed(params.seed)
     if device == "cpu":
@@ -146,17 +212,23 @@ def fine_tune(base: EncoderDirectory, pairs: Sequence[Pair], params: TrainingPar
 
     start_step, losses = 0, []
     state_path = work_dir / STATE_FILE
-    if state_path.exists():
-        # Loaded to the CPU: the RNG states must stay CPU byte tensors, and load_state_dict
-        # copies weights and optimizer moments onto the model's device.
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        if device == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        start_step, losses = state["step"], state["losses"]
+    state, begun = _saved_state(state_path, model, total_steps)
+    log.info("fine-tune %s: %s", fingerprint[:12], begun)
+    if state is not None:
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            if device == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            # Half applied: the model may hold some saved weights, so starting over here
+            # would not be a clean start.
+            raise PlimsollError(f"the saved training state cannot be applied ({exc})",
+                                file=state_path, fix="delete it to start this fine-tune over"
+                                ) from None
+        start_step, losses = state["step"], list(state["losses"])
     resumed_from = start_step
 
     model.train()
@@ -190,11 +262,82 @@ def fine_tune(base: EncoderDirectory, pairs: Sequence[Pair], params: TrainingPar
         if done == stop_after_step:
             raise TrainingInterrupted(done)
 
-    checkpoint = _write_checkpoint(model, tokenizer, base, checkpoints_dir, fingerprint, params,
-                                   precision)
+    checkpoint, stored = _write_checkpoint(model, tokenizer, base, checkpoints_dir, fingerprint,
+                                           params, precision)
     return TrainingResult(checkpoint=checkpoint, steps=total_steps,
                           resumed_from_step=resumed_from, losses=losses,
-                          fingerprint=fingerprint, precision=precision)
+                          fingerprint=fingerprint, precision=precision,
+                          notes=(begun, *stored))
+
+
+@contextlib.contextmanager
+def _work_dir_lock(work_dir: Path) -> Iterator[None]:
+    """One fine-tune per fingerprint at a time; the next one resumes where it ended.
+
+    Held, it also makes the work folder's leftover temporary saves safe to remove: they
+    can only be from a run that was killed mid-save.
+    """
+    import fcntl
+
+    with open(work_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another fine-tune with this fingerprint is running in %s; waiting "
+                        "for it, then resuming from its last save", work_dir)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        for stale in work_dir.glob("*.tmp"):
+            stale.unlink(missing_ok=True)
+        yield
+
+
+def _saved_state(path: Path, model: object, total_steps: int) -> tuple[dict | None, str]:
+    """The saved state to resume from (None: start at step 0) and one line saying which.
+
+    A state that cannot be read, or that does not fit this model and run, is moved aside
+    (kept for inspection, never deleted) and the run starts over.
+    """
+    import torch
+
+    if not path.exists():
+        return None, "started from step 0 (no saved state)"
+    try:
+        # weights_only: the file is unpickled, and must not be able to run code. Loaded to
+        # the CPU: the RNG states must stay CPU byte tensors, and load_state_dict copies
+        # weights and optimizer moments onto the model's device.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        problem = _state_problem(state, model, total_steps)
+    except Exception as exc:  # torch raises many types for a truncated or foreign file
+        problem = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
+    if problem is None:
+        return state, f"resumed from step {state['step']} of {total_steps} (saved in {path})"
+    aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+    os.replace(path, aside)
+    note = (f"the saved training state {path} is unreadable ({problem}); moved it to {aside} "
+            "and started over from step 0")
+    log.warning("%s", note)
+    return None, note
+
+
+def _state_problem(state: object, model: object, total_steps: int) -> str | None:
+    """What is wrong with a loaded state, or None when it fits this model and run."""
+    import torch
+
+    if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "rng", "step",
+                                           "losses"} <= set(state) <= STATE_KEYS:
+        return "not a Plimsoll training state"
+    step, losses = state["step"], state["losses"]
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 < step <= total_steps:
+        return f"step {step!r} is outside 1..{total_steps}"
+    if not isinstance(losses, list) or len(losses) != step:
+        return f"{len(losses) if isinstance(losses, list) else 'no'} losses for {step} steps"
+    if not isinstance(state["rng"], torch.Tensor) or not isinstance(state["model"], dict):
+        return "no RNG state or model weights"
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    saved = {name: tuple(getattr(tensor, "shape", ())) for name, tensor in state["model"].items()}
+    if saved != expected:
+        return "its weights do not fit this model"
+    return None
 
 
 class TrainingInterrupted(RuntimeError):
@@ -276,22 +419,36 @@ def _encode_passages(model, tokenizer, texts: list[str], params: TrainingParams,
 
 
 def _save_state(path: Path, state: dict) -> None:
+    """Write whole or not at all: a reader sees the previous save or this one, never part."""
     import torch
 
     handle, staging = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    torch.save(state, staging)
-    os.replace(staging, path)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(state, stream)
+            stream.flush()
+            os.fsync(stream.fileno())  # on disk before the rename makes it the save
+        os.replace(staging, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staging)
 
 
 def _write_checkpoint(model, tokenizer, base: EncoderDirectory, checkpoints_dir: Path,
                       fingerprint: str, params: TrainingParams,
-                      precision: str) -> EncoderDirectory:
-    """Save safetensors + tokenizer + pooling config; the directory is named by its digest."""
+                      precision: str) -> tuple[EncoderDirectory, tuple[str, ...]]:
+    """Save safetensors + tokenizer + pooling config; the directory is named by its digest.
+
+    Also returns what a person should know: stale staging folders removed, or a damaged
+    checkpoint found under this digest and moved aside.
+    """
     checkpoints_dir = Path(checkpoints_dir)
-    checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=checkpoints_dir))
-    try:
+    notes = []
+    cleaned = clean_stale_staging(checkpoints_dir)
+    if cleaned:
+        notes.append(f"removed {cleaned} staging folder(s) left in {checkpoints_dir} by killed "
+                     "runs")
+    with staging_directory(checkpoints_dir) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         # Training leaves padding/truncation state on the fast tokenizer, and that state is
         # saved into tokenizer.json; a fresh copy keeps the checkpoint digest reproducible.
@@ -303,10 +460,22 @@ def _write_checkpoint(model, tokenizer, base: EncoderDirectory, checkpoints_dir:
              "params": params.as_dict(), "precision": precision}, indent=2, sort_keys=True))
         digest = EncoderDirectory(staging).digest
         final = checkpoints_dir / digest
-        if final.exists():
-            shutil.rmtree(staging)
-        else:
+        if final.exists() and not _is_checkpoint(final, digest):
+            # The name promises content it no longer has; the fresh copy takes its place.
+            aside = final.with_name(f"{digest}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            os.replace(final, aside)
+            notes.append(f"the checkpoint {final} did not match its digest; moved it to "
+                         f"{aside} and stored this run's")
+            log.warning("%s", notes[-1])
+        if not final.exists():
             os.rename(staging, final)
-        return EncoderDirectory.open(final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return EncoderDirectory.open(final), tuple(notes)
+
+
+def _is_checkpoint(path: Path, digest: str) -> bool:
+    from plimsoll.errors import EncoderError
+
+    try:
+        return EncoderDirectory.open(path).digest == digest
+    except (EncoderError, OSError):
+        return False
