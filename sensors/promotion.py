@@ -50,8 +50,13 @@ def promotion_gate_sensor(context: dg.SensorEvaluationContext, mlflow: MlflowSto
 def approval_sensor(context: dg.SensorEvaluationContext, mlflow: MlflowStore,
                     promotion: PromotionSettings) -> dg.SensorResult:
     """One tick: act on reviewer decisions; MLflow errors fail the tick and retry next one."""
+    from plimsoll.promotion import MoveInProgress
+
     promoter = promotion.promoter(mlflow)
-    outcomes = promoter.process_approvals()
+    try:
+        outcomes = promoter.process_approvals()
+    except MoveInProgress as exc:  # another evaluation is moving champion right now
+        return dg.SensorResult(skip_reason=dg.SkipReason(exc.describe()))
     entries = promoter.ledger.entries(promoter.model)
     cursor = json.dumps({"ledger_entries": len(entries)})
     if not outcomes:
