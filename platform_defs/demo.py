@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 
+from plimsoll.boundary import debug_requested, run_guarded
 from plimsoll.home import HomeLayout, resolve_home
 
 
@@ -19,8 +20,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="slices to materialize (default: every manifest)")
     parser.add_argument("--no-candidate", dest="candidate", action="store_false",
                         help="stop after the index: no fine-tune, eval or registration")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an unexpected error")
     args = parser.parse_args(argv)
+    return run_guarded("demo", lambda: _run(args, parser),
+                       debug=args.debug or debug_requested(argv))
 
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     layout = HomeLayout(resolve_home())
     os.environ.setdefault("DAGSTER_HOME", str(layout.dagster))
     os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
@@ -74,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  path:      {index['snapshot_path']}")
     else:
         print("\nEmbeddings index: FAILED (see the run in the Dagster UI)")
+        _print_failures(index_result)
     candidate_ok = _print_candidate(candidate_result) if args.candidate else True
     print("\nOpen the Dagster UI:  make ui          (http://127.0.0.1:3000)")
     if args.candidate:
@@ -87,6 +95,7 @@ def _print_candidate(result: object) -> bool:
         return False
     if not result.success:
         print("\nCandidate: FAILED (see the candidate_job run in the Dagster UI)")
+        _print_failures(result)
         return False
     trained = _materialization_metadata(result, "finetuned_encoder")
     report = _materialization_metadata(result, "eval_report")
@@ -107,6 +116,14 @@ def _print_candidate(result: object) -> bool:
     print(f"  registered:  {model['model_uri']}  (lineage digest {model['lineage_digest'][:16]})")
     print(f"  verify:      .venv/bin/plimsoll verify {model['version']}")
     return True
+
+
+def _print_failures(result: object) -> None:
+    """The first line of each failed step's error, so the demo's user need not dig for it."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.error is not None:
+            message = (event.step_failure_data.error.message or "").strip().splitlines()
+            print(f"  {event.step_key}: {message[0] if message else 'failed'}")
 
 
 def _materialization_metadata(result: object, node: str) -> dict[str, object]:
