@@ -266,7 +266,12 @@ def _tracking_uri(args: argparse.Namespace, layout: HomeLayout) -> str:
     """
     from plimsoll.sql_tables import open_engine
 
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or layout.mlflow_tracking_uri
+    configured = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    uri = configured or layout.mlflow_tracking_uri
+    if not configured and not layout.mlflow_db.is_file():
+        raise PlimsollError(f"no MLflow store under {layout.root} yet", field="PLIMSOLL_HOME",
+                            fix="run `make demo` to build one, or point --home, "
+                            "$PLIMSOLL_HOME or --tracking-uri at an existing store")
     if uri.startswith("sqlite:"):
         open_engine(uri, "MLflow store", create=False,
                     env="MLFLOW_TRACKING_URI" if not args.tracking_uri else None).dispose()
@@ -278,9 +283,16 @@ def _tracking_uri(args: argparse.Namespace, layout: HomeLayout) -> str:
 
 
 def _ledger_url(layout: HomeLayout) -> str:
+    """$PLIMSOLL_LEDGER_URL, else the home's ledger, which registration creates."""
     from plimsoll.ledger import LEDGER_ENV
 
-    return os.environ.get(LEDGER_ENV) or layout.ledger_url
+    configured = os.environ.get(LEDGER_ENV)
+    if not configured and not layout.ledger_file.is_file():
+        raise PlimsollError(f"no promotion ledger under {layout.root} yet (registration "
+                            "creates it)", field="PLIMSOLL_HOME",
+                            fix="run `make demo` first, or point --home, $PLIMSOLL_HOME or "
+                            f"${LEDGER_ENV} at the deployment's ledger")
+    return configured or layout.ledger_url
 
 
 def _verify(args: argparse.Namespace, layout: HomeLayout) -> int:
@@ -307,10 +319,11 @@ def _promotion(args: argparse.Namespace, layout: HomeLayout) -> int:
     from plimsoll.ledger import PromotionLedger
     from plimsoll.promotion import APPROVAL, APPROVED_BY, Promoter, current_actor
 
-    uri = _tracking_uri(args, layout)
-    ledger_url = _ledger_url(layout)
     if args.command == "history":
-        return _history(args, PromotionLedger(ledger_url, create=False))
+        return _history(args, PromotionLedger(_ledger_url(layout), create=False))
+    uri = _tracking_uri(args, layout)
+    ledger_url = _ledger_url(layout) if args.command == "rollback" else (
+        os.environ.get("PLIMSOLL_LEDGER_URL") or layout.ledger_url)
     if args.command == "rollback":
         from plimsoll.alias_store import fast_aliases
 

@@ -72,9 +72,14 @@ class HomeLayout:
         return self.root / "mlflow"
 
     @property
+    def mlflow_db(self) -> Path:
+        """The embedded store's SQLite file."""
+        return self.mlflow / "mlflow.db"
+
+    @property
     def mlflow_tracking_uri(self) -> str:
         """SQLite tracking and registry URI of the embedded store."""
-        return f"sqlite:///{self.mlflow / 'mlflow.db'}"
+        return f"sqlite:///{self.mlflow_db}"
 
     @property
     def eval_registry_url(self) -> str:
@@ -82,6 +87,11 @@ class HomeLayout:
         return f"sqlite:///{self.root / 'eval_registry.sqlite'}"
 
     @property
+    def ledger_file(self) -> Path:
+        """The local promotion ledger (and lineage records)."""
+        return self.root / "promotion_ledger.sqlite"
+
+    @property
     def ledger_url(self) -> str:
         """SQLite URL of the local promotion ledger."""
-        return f"sqlite:///{self.root / 'promotion_ledger.sqlite'}"
+        return f"sqlite:///{self.ledger_file}"
