@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plimsoll", description="Plimsoll: versioned data, index snapshots and models.")
     parser.add_argument("--home", default=None,
-                        help="PLIMSOLL_HOME (default: $PLIMSOLL_HOME or ./.plimsoll)")
+                        help="PLIMSOLL_HOME (default: $PLIMSOLL_HOME, else .plimsoll/ in the "
+                        "project folder)")
     parser.add_argument("--debug", action="store_true",
                         help="print the traceback of an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -10,8 +10,16 @@ DEFAULT_HOME = ".plimsoll"
 
 
 def resolve_home(value: str | os.PathLike[str] | None = None) -> Path:
-    """The home directory: the argument, else $PLIMSOLL_HOME, else `.plimsoll/` here."""
-    raw = value if value is not None else os.environ.get("PLIMSOLL_HOME", DEFAULT_HOME)
+    """The home directory: the argument, else $PLIMSOLL_HOME, else the project's `.plimsoll/`.
+
+    The project's, not the working directory's: `plimsoll rollback` run from another folder
+    must find the same ledger and stores as `make demo` wrote.
+    """
+    from plimsoll.project import project_dir
+
+    raw = value if value is not None else os.environ.get("PLIMSOLL_HOME")
+    if not raw:
+        return project_dir() / DEFAULT_HOME
     return Path(raw).expanduser().resolve()
 
 

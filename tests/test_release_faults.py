@@ -373,3 +373,12 @@ def test_project_files_resolve_from_any_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("PLIMSOLL_PROJECT_DIR", str(tmp_path))
     assert project_path("policies/slos.yaml") == tmp_path / "policies" / "slos.yaml"
     assert project_path(Path("/abs/x.yaml")) == Path("/abs/x.yaml")
+
+
+def test_the_default_home_is_the_projects_from_any_directory(tmp_path, monkeypatch):
+    from plimsoll.home import resolve_home
+
+    monkeypatch.delenv("PLIMSOLL_HOME", raising=False)
+    monkeypatch.delenv("PLIMSOLL_PROJECT_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_home() == REPO_ROOT / ".plimsoll"
