@@ -89,6 +89,8 @@ def test_prod_profile_is_configured_from_the_environment(home, monkeypatch):
     ("DAGSTER_PG_URL", "postgresql://dagster@db/dagster", "through psycopg2"),
     ("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db", "tracking server"),
     ("PLIMSOLL_EVAL_REGISTRY_URL", "sqlite:///evals.db", "must be PostgreSQL"),
+    ("PLIMSOLL_LEDGER_URL", "sqlite:///ledger.db", "must be PostgreSQL"),
+    ("PLIMSOLL_SIGNING_KEY", None, r"needs \$PLIMSOLL_SIGNING_KEY"),
 ])
 def test_prod_profile_validation(home, monkeypatch, name, value, message):
     monkeypatch.setenv("PLIMSOLL_PROFILE", "prod")
@@ -101,6 +103,18 @@ def test_prod_profile_validation(home, monkeypatch, name, value, message):
     with pytest.raises(PlimsollError, match=message) as caught:
         _load()
     assert caught.value.field == name and caught.value.fix
+
+
+@pytest.mark.parametrize("url", ["ledger.sqlite", "mysql://ledger@db/ledger", ""])
+def test_a_local_ledger_url_that_is_not_a_database_fails_definitions_load(home, monkeypatch,
+                                                                          url):
+    monkeypatch.setenv("PLIMSOLL_LEDGER_URL", url)
+    if not url:
+        assert _load().resources["promotion"].ledger_url.startswith("sqlite:///")
+        return
+    with pytest.raises(PlimsollError, match="not a database URL") as caught:
+        _load()
+    assert caught.value.field == "PLIMSOLL_LEDGER_URL"
 
 
 def test_prod_instance_config_is_valid_dagster_config():
