@@ -339,3 +339,29 @@ def test_a_registration_whose_record_cannot_be_written_leaves_no_version(promote
         candidate(promoter, bundle)
     versions = promoter.client.search_model_versions(f"name = '{promoter.model}'")
     assert versions == []
+
+
+def test_two_approval_ticks_at_once_promote_once(promoter, bundle):
+    import threading
+
+    version = candidate(promoter, bundle)
+    promoter.gate(version)
+    approve(promoter, version)
+    other = Promoter(promoter.registry, PromotionLedger(promoter.ledger.url), promoter.policy,
+                     records=promoter.records)
+    barrier, outcomes = threading.Barrier(2), []
+
+    def tick(worker):
+        barrier.wait()
+        outcomes.append([o.action for o in worker.process_approvals()])
+
+    threads = [threading.Thread(target=tick, args=(w,)) for w in (promoter, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(outcomes)[-1] == ["promoted"] and len(outcomes) == 2
+    assert [(e.to_version, e.action) for e in promoter.ledger.entries()] == [
+        (version, "promote")]
+    assert promoter.ledger.open_intents(promoter.model) == []
+    assert promoter.alias(CHAMPION) == version
