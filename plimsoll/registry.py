@@ -143,9 +143,8 @@ class ModelRegistry:
         if bundle_key:
             for existing in self.call(self.client.search_model_versions,
                                            f"name = '{model_name}'"):
-                if existing.tags.get(LINEAGE_PREFIX + "bundle_key") == bundle_key and (
-                        self.records is None or
-                        self.records.get(model_name, str(existing.version)) is not None):
+                if existing.tags.get(LINEAGE_PREFIX + "bundle_key") == bundle_key and \
+                        self.records.get(model_name, str(existing.version)) is not None:
                     return str(existing.version)  # this bundle is already a version
         if self._registered_model(model_name) is None:
             self.call(self.client.create_registered_model, model_name,
@@ -194,7 +193,9 @@ class ModelRegistry:
     def _record(self, model_name: str, version: str, tags: dict[str, str],
                 run_user: str | None) -> None:
         """The lineage of record, in the same step: a version without one is retracted."""
-        trainers = [run_user or "", tags.get(LINEAGE_PREFIX + "trained_by", "")]
+        # MLflow says "unknown" for a run created without the mlflow.user tag.
+        trainers = [run_user if run_user != "unknown" else "",
+                    tags.get(LINEAGE_PREFIX + "trained_by", "")]
         try:
             self.records.record(model_name, version, tags, trainers)
         except BaseException:
