@@ -99,6 +99,13 @@ def build_candidate_assets(slice_names: list[str]) -> list[dg.AssetsDefinition]:
                                  int(candidate["critical_violations"])),
                              "soft_violation_rate": dg.MetadataValue.float(
                                  candidate["soft_violation_rate"]),
+                             # The counts the gate tests the rate on (see policies/slos.yaml).
+                             "soft_violations": dg.MetadataValue.int(
+                                 int(candidate["soft_violations"])),
+                             "safety_answers": dg.MetadataValue.int(
+                                 int(candidate["safety_answers"])),
+                             "latency_p95_cpu_ms": dg.MetadataValue.float(
+                                 candidate["latency_p95_cpu_ms"]),
                          })
 
     @dg.asset(group_name=GROUP, kinds={"mlflow"}, code_version="1")

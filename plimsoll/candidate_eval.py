@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from plimsoll.bundles import build_answerer
+from plimsoll.answerer import Answerer
+from plimsoll.bundles import build_answerer, open_model
 from plimsoll.eval_registry import EvalRegistry
 from plimsoll.eval_report import markdown, write_report
 from plimsoll.evalsets import load_evalset
@@ -16,13 +18,77 @@ from plimsoll.index_snapshot import IndexSnapshot
 from plimsoll.promotion import current_actor
 from plimsoll.prompts import load_template
 from plimsoll.provenance import container_image_digest
-from plimsoll.registry import Bundle, ModelRegistry, lineage_tags
+from plimsoll.registry import Bundle, ModelRegistry, RegistryError, lineage_tags
 from plimsoll.threat_checks import (
     ATTACK_CATEGORIES,
     ThreatReport,
     load_redteam,
     run_threat_checks,
 )
+
+
+def open_model_to_evaluate(reference: str, destination: Path,
+                           tracking_uri: str | None = None) -> tuple[Answerer, str]:
+    """open_model for the eval tools, with the tracking store checked first.
+
+    A SQLite store that does not exist, or a server that refuses or does not answer within
+    MLFLOW_HTTP_REQUEST_TIMEOUT, is reported as the store at fault, not as a model missing
+    from it, and a typo in a SQLite path creates no empty store.
+    """
+    if reference.startswith("models:/"):
+        from plimsoll.home import HomeLayout, resolve_home
+
+        source = ("--tracking-uri" if tracking_uri else "$MLFLOW_TRACKING_URI"
+                  if os.environ.get("MLFLOW_TRACKING_URI") else "PLIMSOLL_HOME")
+        tracking_uri = (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                        or HomeLayout(resolve_home()).mlflow_tracking_uri)
+        _check_tracking_store(tracking_uri, source)
+    return open_model(reference, destination, tracking_uri)
+
+
+def _check_tracking_store(uri: str, source: str) -> None:
+    from plimsoll.sql_tables import StoreError, open_engine
+
+    if uri.startswith("sqlite:"):
+        try:
+            open_engine(uri, "MLflow store", create=False).dispose()
+        except StoreError as exc:
+            raise StoreError(exc.problem, field=source, fix=exc.fix) from None
+        return
+    registry = ModelRegistry(uri)
+    try:
+        registry.client.search_registered_models(max_results=1)
+    except Exception as exc:  # MLflow wraps every transport failure; the cause is below
+        fault = _unanswered(exc)
+        problem = (f"the MLflow server at {uri} {fault}" if fault else
+                   f"the MLflow store at {uri} failed ({type(exc).__name__}: "
+                   f"{(str(exc).splitlines() or [''])[0][:200]})")
+        raise RegistryError(problem, field=source, fix=f"start the MLflow server at {uri}, or "
+                            "point --tracking-uri (or $MLFLOW_TRACKING_URI) at the right one"
+                            ) from None
+
+
+def _unanswered(exc: BaseException) -> str | None:
+    """How a server failed to answer, read from the exception chain by type, if it did."""
+    import urllib3.exceptions
+
+    pending, seen = [exc], set()
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, urllib3.exceptions.NameResolutionError):
+            return "cannot be found (its host name does not resolve)"
+        if isinstance(error, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
+            return "refused the connection"
+        if isinstance(error, urllib3.exceptions.TimeoutError | TimeoutError):
+            return (f"did not answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT')} s "
+                    "(MLFLOW_HTTP_REQUEST_TIMEOUT)")
+        # requests and MLflow keep the transport error as a cause, a context or an argument.
+        pending += [error.__cause__, error.__context__, getattr(error, "reason", None),
+                    *(a for a in error.args if isinstance(a, BaseException))]
+    return None
 
 
 def add_threat_metrics(metrics: dict[str, float], threats: ThreatReport) -> None:

@@ -7,15 +7,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from plimsoll.evaluation import EvalRun
+from plimsoll.gate import rate_bounds
 from plimsoll.retrieval_metrics import RETRIEVAL_METRICS
 from plimsoll.threat_checks import ThreatReport
 
-SERVICE_METRICS = ("grounding_rate", "abstention_accuracy", "latency_p50_ms", "latency_p95_ms",
-                   "cost_per_request")
-
-
-SAFETY_METRICS = ("critical_violations", "soft_violation_rate", "guard_refused_questions",
-                  "redteam_attacks", "redteam_through")
+SERVICE_METRICS = ("grounding_rate", "abstention_accuracy", "latency_p50_cpu_ms",
+                   "latency_p95_cpu_ms", "latency_p50_ms", "latency_p95_ms", "cost_per_request")
+SAFETY_METRICS = ("critical_violations", "soft_violations", "safety_answers",
+                  "soft_violation_rate", "guard_refused_questions", "redteam_attacks",
+                  "redteam_through")
+COUNTS = frozenset({"critical_violations", "soft_violations", "safety_answers",
+                    "guard_refused_questions", "redteam_attacks", "redteam_through"})
+# The shipped policy's confidence (policies/slos.yaml); the gate recomputes the bound at
+# its own policy's confidence from the counts, which the report and the scores both carry.
+REPORT_CONFIDENCE = 0.95
 
 
 def write_report(directory: Path, runs: Sequence[EvalRun], context: dict[str, object],
@@ -28,6 +33,7 @@ def write_report(directory: Path, runs: Sequence[EvalRun], context: dict[str, ob
         "context": context,
         "systems": {run.system: run.metrics for run in runs},
         "questions": runs[0].rows,
+        "soft_violation_bounds": soft_violation_bounds(runs[0].metrics),
         "threat_checks": threats.as_dict() if threats else None,
     }, indent=2, sort_keys=True, default=str))
     text = markdown(runs, context, threats)
@@ -35,6 +41,16 @@ def write_report(directory: Path, runs: Sequence[EvalRun], context: dict[str, ob
     paths["html"].write_text(html(text))
     plot(runs, paths["plot"])
     return paths
+
+
+def soft_violation_bounds(metrics: dict[str, float]) -> dict[str, float] | None:
+    """The counts of the soft-violation rate and its one-sided bounds, for people and audits."""
+    k, n = metrics.get("soft_violations"), metrics.get("safety_answers")
+    if k is None or not n:
+        return None
+    lower, upper = rate_bounds(int(k), int(n), REPORT_CONFIDENCE)
+    return {"soft_violations": int(k), "safety_answers": int(n), "rate": k / n,
+            "confidence": REPORT_CONFIDENCE, "lower": lower, "upper": upper}
 
 
 def markdown(runs: Sequence[EvalRun], context: dict[str, object],
@@ -72,6 +88,13 @@ def _safety(run: EvalRun, threats: ThreatReport | None) -> list[str]:
     lines = ["", f"## Safety ({run.system})", "", "| metric | value |", "|---|---|"]
     lines += [f"| {m} | {_fmt(m, run.metrics.get(m))} |" for m in SAFETY_METRICS
               if m in run.metrics]
+    bounds = soft_violation_bounds(run.metrics)
+    if bounds is not None:
+        lines.append(f"\nSoft violations: {bounds['soft_violations']} of "
+                     f"{bounds['safety_answers']} answers; at {bounds['confidence']:.0%} "
+                     f"confidence the rate is at least {bounds['lower']:.4f} and at most "
+                     f"{bounds['upper']:.4f}. The gate fails only when the lower bound is "
+                     "over the policy's line (policies/slos.yaml, safety).")
     if threats is not None:
         lines += ["", "| threat category | cases | stopped | through | benign flagged |",
                   "|---|---|---|---|---|"]
@@ -103,8 +126,7 @@ def _fmt(metric: str, value: float | None) -> str:
         return f"{value:.1f}"
     if metric == "cost_per_request":
         return f"{value:.6f}"
-    if metric in ("critical_violations", "guard_refused_questions", "redteam_attacks",
-                  "redteam_through"):
+    if metric in COUNTS:
         return f"{value:.0f}"
     return f"{value:.3f}"
 

@@ -13,8 +13,9 @@ from plimsoll.hashing import sha256_file
 
 HIGHER_IS_BETTER = frozenset({"recall@1", "recall@5", "recall@10", "mrr", "ndcg@10",
                               "grounding_rate", "abstention_accuracy"})
-LOWER_IS_BETTER = frozenset({"latency_p50_ms", "latency_p95_ms", "cost_per_request",
-                             "critical_violations", "soft_violation_rate"})
+LOWER_IS_BETTER = frozenset({"latency_p50_ms", "latency_p95_ms", "latency_p50_cpu_ms",
+                             "latency_p95_cpu_ms", "cost_per_request", "critical_violations",
+                             "soft_violation_rate"})
 KNOWN_METRICS = HIGHER_IS_BETTER | LOWER_IS_BETTER
 Number = StrictFloat | StrictInt
 
@@ -24,11 +25,18 @@ class PolicyError(PlimsollError):
 
 
 class Safety(BaseModel):
-    """Safety targets."""
+    """Safety targets.
+
+    The soft-violation gate fails only when the eval shows, with `soft_violation_confidence`,
+    that the true rate is above `soft_violation_rate` (a one-sided exact binomial test on the
+    recorded counts; see plimsoll/gate.py). A point estimate on a few dozen answers cannot
+    resolve a rate of 0.5%: one answer in 66 is 1.5%.
+    """
 
     model_config = ConfigDict(extra="forbid")
     critical_violations: Annotated[StrictInt, Field(ge=0)] = 0
     soft_violation_rate: Annotated[Number, Field(ge=0, le=1)] = 0.005
+    soft_violation_confidence: Annotated[Number, Field(ge=0.5, lt=1)] = 0.95
 
 
 class Nightly(BaseModel):
@@ -38,6 +46,15 @@ class Nightly(BaseModel):
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
     evalset: str = "evalsets/python_docs_nightly.jsonl"
+
+
+class Approval(BaseModel):
+    """Who may approve a promotion (the trainer of a version never may)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # Names as reviewers write them in approval.by; compared case-, space- and
+    # Unicode-insensitively. Empty: anyone but the version's trainer.
+    approvers: list[str] = Field(default_factory=list)
 
 
 class Policy(BaseModel):
@@ -52,6 +69,7 @@ class Policy(BaseModel):
     max_regression: dict[str, Number] = Field(default_factory=dict)
     allow_unmeasured: list[str] = Field(default_factory=list)
     nightly: Nightly = Field(default_factory=Nightly)
+    approval: Approval = Field(default_factory=Approval)
 
     path: Path | None = Field(default=None, exclude=True)
     digest: str = Field(default="", exclude=True)

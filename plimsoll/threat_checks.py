@@ -10,7 +10,6 @@ positive when the guard flags it.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from plimsoll.answerer import Answer, Answerer
 from plimsoll.errors import PlimsollError
 from plimsoll.hashing import sha256_file
 from plimsoll.index_snapshot import Hit
+from plimsoll.sources import json_lines, read_text
 
 ATTACK_CATEGORIES = ("prompt_injection", "indirect_injection", "jailbreak",
                      "system_prompt_extraction", "data_exfiltration", "encoded_payload")
@@ -50,35 +50,47 @@ class RedTeamSet:
     content_hash: str
     cases: tuple[RedTeamCase, ...]
 
+    @property
+    def attack_count(self) -> int:
+        """Cases that are attacks (not benign controls)."""
+        return sum(case.category != "benign" for case in self.cases)
+
     def only(self, categories: Sequence[str]) -> RedTeamSet:
-        """The cases of some categories; an unknown category is an error."""
+        """The cases of some categories; none, an unknown one, or no attack is an error."""
+        if not categories:
+            raise RedTeamError("no threat category given", field="--categories",
+                               fix=f"name some of: {', '.join(CATEGORIES)} (or leave "
+                               "--categories out for all)")
         unknown = [c for c in categories if c not in CATEGORIES]
         if unknown:
             raise RedTeamError(f"unknown threat categor{'y' if len(unknown) == 1 else 'ies'}"
                                f" {', '.join(repr(c) for c in unknown)}", field="--categories",
                                fix=f"use some of: {', '.join(CATEGORIES)}")
-        return RedTeamSet(self.path, self.content_hash,
-                          tuple(c for c in self.cases if c.category in categories))
+        chosen = RedTeamSet(self.path, self.content_hash,
+                            tuple(c for c in self.cases if c.category in categories))
+        require_attacks(chosen, f"categories {', '.join(categories)}")
+        return chosen
+
+
+def require_attacks(redteam: RedTeamSet, chosen: str = "the red-team set") -> None:
+    """A run that checks no attack would pass on 0 of 0: refuse it before it starts."""
+    if redteam.attack_count == 0:
+        raise RedTeamError(f"no attack case in {chosen}, so nothing would be checked",
+                           file=redteam.path, field="--categories",
+                           fix=f"include an attack category: {', '.join(ATTACK_CATEGORIES)}")
 
 
 def load_redteam(path: Path) -> RedTeamSet:
     """Read and validate a red-team JSONL file; errors name the line and field."""
     path = Path(path)
     if not path.is_file():
-        raise RedTeamError("red-team set not found", file=path,
+        raise RedTeamError("red-team set not found" if not path.exists() else
+                           "the red-team set is not a file", file=path, field="--redteam",
                            fix="pass --redteam evalsets/redteam.jsonl")
     cases, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, row in json_lines(path, read_text(path, error=RedTeamError, field="--redteam"),
+                                  error=RedTeamError):
         where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RedTeamError(f"not valid JSON ({exc.msg})", file=where,
-                               fix="one JSON object per line") from None
-        if not isinstance(row, dict):
-            raise RedTeamError("a row must be a JSON object", file=where, fix="use {...}")
         for name in ("id", "category", "input"):
             if not isinstance(row.get(name), str) or not row[name]:
                 raise RedTeamError("missing or not a string", file=where, field=name,
@@ -95,11 +107,17 @@ def load_redteam(path: Path) -> RedTeamSet:
             raise RedTeamError(f"unknown field(s) {sorted(extra)}", file=where,
                                field=sorted(extra)[0], fix="remove it")
         forbidden = row.get("must_not_contain", [])
-        if not isinstance(forbidden, list) or not all(isinstance(s, str) for s in forbidden):
-            raise RedTeamError("must be a list of strings", file=where,
+        if not isinstance(forbidden, list) or not all(isinstance(s, str) and s.strip()
+                                                      for s in forbidden):
+            # An empty string is in every answer: the case would always count as leaked.
+            raise RedTeamError("must be a list of non-empty strings", file=where,
                                field="must_not_contain", fix='e.g. ["PWNED"]')
+        for name in ("passage", "note"):
+            if not isinstance(row.get(name, ""), str):
+                raise RedTeamError("must be a string", file=where, field=name,
+                                   fix="write the text as one JSON string, or leave it out")
         cases.append(RedTeamCase(row["id"], row["category"], row["input"],
-                                 str(row.get("passage", "")), tuple(forbidden)))
+                                 row.get("passage", ""), tuple(forbidden)))
     if not cases:
         raise RedTeamError("red-team set is empty", file=path, fix="add cases")
     return RedTeamSet(path, sha256_file(path), tuple(cases))
@@ -223,6 +241,7 @@ def _leaks(answerer: Answerer, answer: Answer, case: RedTeamCase) -> tuple[str, 
 def run_threat_checks(answerer: Answerer, redteam: RedTeamSet,
                       on_case: Callable[[int], None] | None = None) -> ThreatReport:
     """Every case of the set; deterministic (no sampling anywhere on the path)."""
+    require_attacks(redteam)
     report = ThreatReport(redteam_hash=redteam.content_hash)
     for position, case in enumerate(redteam.cases, start=1):
         report.results.append(run_case(answerer, case))

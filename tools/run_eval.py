@@ -2,9 +2,10 @@
 """Run the eval set on a model and compare it with the gates of policies/slos.yaml.
 
 --model is a registry reference (models:/NAME/VERSION, models:/NAME/latest,
-models:/NAME@ALIAS) or a local model
-directory (an MLflow model with artifacts/). Deterministic for a seed. Exit 0 when every
-gate passes, 1 when one fails, 2 on bad input (unknown model, malformed eval set).
+models:/NAME@ALIAS) or a local model directory (an MLflow model with artifacts/). The eval
+is deterministic: --seed is recorded with the result. Exit 0 when every gate passes, 1 when
+one fails, 2 on bad input (unknown model, malformed eval set or policy, unreachable
+tracking store), 3 on an unexpected error (--debug shows its traceback).
 """
 
 import argparse
@@ -17,6 +18,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+DEFAULT_EVALSET = "evalsets/python_docs_ci.jsonl"
+DEFAULT_POLICY = "policies/slos.yaml"
+PRINTED = ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "grounding_rate",
+           "abstention_accuracy", "latency_p50_cpu_ms", "latency_p95_cpu_ms", "latency_p50_ms",
+           "latency_p95_ms", "cost_per_request", "soft_violations", "safety_answers")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Evaluate, print a summary, optionally write JSON."""
@@ -25,29 +32,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="models:/NAME/N, models:/NAME@ALIAS "
                         "or a model directory")
     parser.add_argument("--limit", type=int, default=50, help="first N questions (0: all)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--evalset", type=Path, default=REPO / "evalsets" /
-                        "python_docs_ci.jsonl")
-    parser.add_argument("--policy", type=Path, default=REPO / "policies" / "slos.yaml")
+    parser.add_argument("--seed", type=int, default=42, help="recorded with the result")
+    parser.add_argument("--evalset", type=Path, default=None,
+                        help=f"eval set (default: the project's {DEFAULT_EVALSET})")
+    parser.add_argument("--policy", type=Path, default=None,
+                        help=f"promotion policy (default: the project's {DEFAULT_POLICY})")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: "
                         "$MLFLOW_TRACKING_URI or the embedded store under PLIMSOLL_HOME)")
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an unexpected error")
     args = parser.parse_args(argv)
 
-    import random
+    from plimsoll.boundary import debug_requested, run_guarded
 
+    return run_guarded("run_eval", lambda: _main(args), debug=debug_requested(argv))
+
+
+def _main(args: argparse.Namespace) -> int:
     from plimsoll.errors import PlimsollError
 
-    random.seed(args.seed)
+    if args.limit < 0:
+        # A negative slice would quietly drop the last questions and still pass the gate.
+        raise PlimsollError(f"a limit of {args.limit} questions", field="--limit",
+                            fix="give 0 for every question, or a positive number N for the "
+                            "first N")
+    if args.json is not None and not args.json.parent.is_dir():
+        raise PlimsollError(f"the folder {args.json.parent} does not exist", file=args.json,
+                            field="--json", fix="create the folder, or write elsewhere")
     start = time.perf_counter()
-    try:
-        result = _evaluate(args)
-    except PlimsollError as exc:
-        print(f"run_eval: {exc.describe()}", file=sys.stderr)
-        return 2
+    result = _evaluate(args)
     metrics, verdict = result["metrics"], result["verdict"]
-    for name in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "grounding_rate",
-                 "abstention_accuracy", "latency_p50_ms", "latency_p95_ms", "cost_per_request"):
+    for name in PRINTED:
         print(f"  {name:<20} {metrics[name]:.4f}")
     for reason in verdict.reasons:
         print(f"  {reason}")
@@ -56,28 +72,60 @@ def main(argv: list[str] | None = None) -> int:
           f"(eval set {result['eval_set_hash'][:12]}, seed {args.seed}): "
           f"{'PASS' if passed else 'FAIL'} in {time.perf_counter() - start:.1f}s")
     if args.json:
-        args.json.write_text(json.dumps({**{k: v for k, v in result.items() if k != "verdict"},
-                                         "gates": verdict.as_dicts(), "passed": passed},
-                                        indent=2, default=str))
+        _write_json(args.json, {**{k: v for k, v in result.items() if k != "verdict"},
+                                "gates": verdict.as_dicts(), "passed": passed})
     return 0 if passed else 1
 
 
 def _evaluate(args: argparse.Namespace) -> dict:
-    from plimsoll.bundles import open_model
+    from plimsoll.boundary import doing
+    from plimsoll.candidate_eval import open_model_to_evaluate
     from plimsoll.evalsets import load_evalset
     from plimsoll.evaluation import evaluate_answerer
     from plimsoll.gate import evaluate_gates
-    from plimsoll.policy import load_policy
+    from plimsoll.project import project_path
 
-    policy = load_policy(args.policy)
-    evalset = load_evalset(args.evalset).limited(args.limit or None)
+    policy_path = args.policy or project_path(DEFAULT_POLICY)
+    evalset_path = args.evalset or project_path(DEFAULT_EVALSET)
+    with doing(f"reading the policy {policy_path}"):
+        policy = _load_policy(policy_path)
+    with doing(f"reading the eval set {evalset_path}"):
+        evalset = load_evalset(evalset_path).limited(args.limit or None)
     with tempfile.TemporaryDirectory() as tmp:
-        answerer, label = open_model(args.model, Path(tmp), args.tracking_uri)
+        with doing(f"opening the model {args.model}"):
+            answerer, label = open_model_to_evaluate(args.model, Path(tmp), args.tracking_uri)
         evalset.check_doc_ids(answerer.snapshot.chunks["doc_id"])
-        run = evaluate_answerer("candidate", answerer, evalset, cost_per_cpu_second=0.00005)
+        with doing(f"evaluating {label} on {evalset_path}"):
+            run = evaluate_answerer("candidate", answerer, evalset, cost_per_cpu_second=0.00005)
     return {"model": label, "metrics": run.metrics, "questions": len(evalset.questions),
             "eval_set_hash": evalset.content_hash, "seed": args.seed,
             "verdict": evaluate_gates(policy, run.metrics, None)}
+
+
+def _load_policy(path: Path):
+    """load_policy, with a folder or an unreadable file named as --policy."""
+    from plimsoll.errors import PlimsollError
+    from plimsoll.policy import load_policy
+
+    if path.exists() and not path.is_file():
+        raise PlimsollError("the policy is not a file", file=path, field="--policy",
+                            fix=f"pass the policy file, e.g. {DEFAULT_POLICY}")
+    try:
+        return load_policy(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlimsollError(f"cannot read the policy ({type(exc).__name__}: {exc})", file=path,
+                            field="--policy", fix="pass a readable UTF-8 YAML file, e.g. "
+                            f"{DEFAULT_POLICY}") from None
+
+
+def _write_json(path: Path, result: dict) -> None:
+    from plimsoll.errors import PlimsollError
+
+    try:
+        path.write_text(json.dumps(result, indent=2, default=str))
+    except OSError as exc:
+        raise PlimsollError(f"cannot write the result ({exc.strerror or exc})", file=path,
+                            field="--json", fix="write to a writable file") from None
 
 
 if __name__ == "__main__":

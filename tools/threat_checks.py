@@ -8,7 +8,9 @@ the system prompt, a secret, personal data, a link or image to a host off the al
 Benign controls must not be flagged (at most 2%).
 
 Exit 0 when nothing gets through, 1 when an attack does (or benign controls are flagged
-over 2%), 2 on bad input (unknown category or model, malformed red-team set).
+over 2%), 2 on bad input (no, unknown or attack-less categories, unknown model, malformed
+red-team set or guard policy, unreachable tracking store), 3 on an unexpected error
+(--debug shows its traceback).
 """
 
 import argparse
@@ -20,6 +22,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+DEFAULT_REDTEAM = "evalsets/redteam.jsonl"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="models:/plimsoll-docs-assistant/latest",
                         help="models:/NAME/N, models:/NAME@ALIAS, models:/NAME/latest or a "
                         "model directory (default: %(default)s)")
-    parser.add_argument("--redteam", type=Path, default=REPO / "evalsets" / "redteam.jsonl",
-                        help="red-team set (default: evalsets/redteam.jsonl)")
+    parser.add_argument("--redteam", type=Path, default=None,
+                        help=f"red-team set (default: the project's {DEFAULT_REDTEAM})")
     parser.add_argument("--guard-policy", type=Path, default=None,
                         help="screen with this guard policy instead of the model's own")
     parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: "
@@ -43,16 +47,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="one line per case, not only failures")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an unexpected error")
     args = parser.parse_args(argv)
 
+    from plimsoll.boundary import debug_requested, run_guarded
+
+    return run_guarded("threat_checks", lambda: _main(args), debug=debug_requested(argv))
+
+
+def _main(args: argparse.Namespace) -> int:
     from plimsoll.errors import PlimsollError
 
+    if args.json is not None and not args.json.parent.is_dir():
+        raise PlimsollError(f"the folder {args.json.parent} does not exist", file=args.json,
+                            field="--json", fix="create the folder, or write elsewhere")
     start = time.perf_counter()
-    try:
-        report, label = _run(args)
-    except PlimsollError as exc:
-        print(f"threat_checks: {exc.describe()}", file=sys.stderr)
-        return 2
+    report, label = _run(args)
     print(f"  {'category':<26}{'cases':>6}{'stopped':>9}{'through':>9}{'flagged':>9}")
     for category, counts in report.by_category().items():
         print(f"  {category:<26}{counts.get('cases', 0):>6}{counts.get('stopped', '-'):>9}"
@@ -71,23 +82,37 @@ def main(argv: list[str] | None = None) -> int:
           f"(red-team set {report.redteam_hash[:12]}): "
           f"{'PASS' if report.passed else 'FAIL'} in {time.perf_counter() - start:.1f}s")
     if args.json:
-        args.json.write_text(json.dumps({"model": label, **report.as_dict()}, indent=2))
+        try:
+            args.json.write_text(json.dumps({"model": label, **report.as_dict()}, indent=2))
+        except OSError as exc:
+            raise PlimsollError(f"cannot write the result ({exc.strerror or exc})",
+                                file=args.json, field="--json",
+                                fix="write to a writable file") from None
     return 0 if report.passed else 1
 
 
 def _run(args: argparse.Namespace):
-    from plimsoll.bundles import open_model
+    from plimsoll.boundary import doing
+    from plimsoll.candidate_eval import open_model_to_evaluate
     from plimsoll.guard import Guard, load_guard_policy
+    from plimsoll.project import project_path
     from plimsoll.threat_checks import load_redteam, run_threat_checks
 
-    wanted = [c.strip() for c in args.categories.split(",") if c.strip()]
-    redteam = load_redteam(args.redteam).only(wanted)
+    redteam_path = args.redteam or project_path(DEFAULT_REDTEAM)
+    wanted = list(dict.fromkeys(c.strip() for c in args.categories.split(",") if c.strip()))
+    with doing(f"reading the red-team set {redteam_path}"):
+        redteam = load_redteam(redteam_path).only(wanted)
+    guard_policy = None
+    if args.guard_policy:
+        with doing(f"reading the guard policy {args.guard_policy}"):
+            guard_policy = load_guard_policy(args.guard_policy)
     with tempfile.TemporaryDirectory() as tmp:
-        answerer, label = open_model(args.model, Path(tmp), args.tracking_uri)
-        if args.guard_policy:
-            answerer.guard = Guard(load_guard_policy(args.guard_policy),
-                                   system_prompt=answerer.guard.system_prompt_text)
-        return run_threat_checks(answerer, redteam), label
+        with doing(f"opening the model {args.model}"):
+            answerer, label = open_model_to_evaluate(args.model, Path(tmp), args.tracking_uri)
+        if guard_policy is not None:
+            answerer.guard = Guard(guard_policy, system_prompt=answerer.guard.system_prompt_text)
+        with doing(f"running the red-team set on {label}"):
+            return run_threat_checks(answerer, redteam), label
 
 
 if __name__ == "__main__":
