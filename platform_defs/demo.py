@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="slices to materialize (default: every manifest)")
     parser.add_argument("--no-candidate", dest="candidate", action="store_false",
                         help="stop after the index: no fine-tune, eval or registration")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="fine-tune seed (default: the finetuned_encoder config's)")
     parser.add_argument("--debug", action="store_true",
                         help="print the traceback of an unexpected error")
     args = parser.parse_args(argv)
@@ -66,8 +68,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.candidate and index_result.success and not failed:
             print("==> training_pairs → finetuned_encoder → candidate_index → eval_report → "
                   "candidate_model", flush=True)
+            candidate_config = quiet if args.seed is None else {**quiet, "ops": {
+                "finetuned_encoder": {"config": {"seed": args.seed}}}}
             candidate_result = definitions.resolve_job_def("candidate_job").execute_in_process(
-                instance=instance, run_config=quiet, raise_on_error=False)
+                instance=instance, run_config=candidate_config, raise_on_error=False)
 
     print("\nDataset slices")
     print(f"  {'slice':<22} {'content hash':<18} {'rows':>6}  published")

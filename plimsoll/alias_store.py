@@ -53,7 +53,7 @@ class MlflowAliases:
             # is a real failure.
             if error_code(exc) in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
                 return None
-            raise self.registry._failure(exc) from None
+            raise self.registry.failure(exc) from None
 
     def set(self, model: str, alias: str, version: str) -> None:
         """Point the alias at a version."""

@@ -107,20 +107,32 @@ def download_model(registry, reference: str, destination: Path) -> tuple[Path, s
     if match is None:
         raise PlimsollError(f"'{reference}' is not a model reference", field="--model",
                             fix="use models:/NAME/VERSION, models:/NAME@ALIAS or a path")
+    from plimsoll.registry import error_code
+
     name = match["name"]
     try:
         if match["alias"]:
             found = registry.client.get_model_version_by_alias(name, match["alias"])
         elif match["version"] == "latest":
             found = max(registry.client.search_model_versions(f"name = '{name}'"),
-                        key=lambda v: int(v.version))
+                        key=lambda v: int(v.version), default=None)
         else:
             found = registry.client.get_model_version(name, match["version"])
     except Exception as exc:
-        raise PlimsollError(f"{reference} is not in the registry at {registry.tracking_uri} "
-                            f"({str(exc).splitlines()[0][:160]})", field="--model",
-                            fix="list versions with `plimsoll status`") from None
-    local = Path(mlflow.artifacts.download_artifacts(
-        artifact_uri=found.source, dst_path=str(destination),
-        tracking_uri=registry.tracking_uri))
+        # Missing is decided by MLflow's error code; any other failure is the store's.
+        if error_code(exc) not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise registry.failure(exc) from None
+        found = None
+    if found is None:
+        raise PlimsollError(f"{reference} is not in the registry at {registry.tracking_uri}",
+                            field="--model", fix="list versions with `plimsoll status`")
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=found.source, dst_path=str(destination),
+            tracking_uri=registry.tracking_uri))
+    except Exception as exc:
+        raise PlimsollError(f"the files of {reference} could not be downloaded from "
+                            f"{found.source} ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:160]})", field="--model",
+                            fix="check the artifact store; nothing was evaluated") from None
     return local, str(found.version)

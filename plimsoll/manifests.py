@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, model_validator
 
-from plimsoll.errors import ManifestError
+from plimsoll.errors import ManifestError, PlimsollError
 from plimsoll.hashing import sha256_file
 from plimsoll.sources import json_type, read_text
 
@@ -129,22 +129,26 @@ class _DuplicateKey(Exception):
         self.key, self.first, self.again = key, first, again
 
 
+def read_yaml(path: Path, error: type[PlimsollError]) -> object:
+    """A YAML file read strictly: UTF-8 (a BOM is fine), safe types, no key given twice."""
+    text = read_text(path, error=error, field=None)
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except _DuplicateKey as exc:
+        raise error(f"key '{exc.key}' is given twice (lines {exc.first} and "
+                    f"{exc.again}); YAML would silently keep the last", file=path,
+                    field=str(exc.key), fix="keep one of the two") from None
+    except yaml.YAMLError as exc:
+        raise error(f"not valid YAML ({exc})", file=path, fix="fix the YAML syntax") from None
+
+
 def load_manifest(path: Path) -> SliceManifest:
     """Read and validate one manifest; every problem names the file, field and fix."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError("manifest file not found", file=path,
                             fix="check the path, or list data_manifests/")
-    text = read_text(path, error=ManifestError, field=None)
-    try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
-    except _DuplicateKey as exc:
-        raise ManifestError(f"key '{exc.key}' is given twice (lines {exc.first} and "
-                            f"{exc.again}); YAML would silently keep the last", file=path,
-                            field=str(exc.key), fix="keep one of the two") from None
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"not valid YAML ({exc})", file=path,
-                            fix="fix the YAML syntax") from None
+    raw = read_yaml(path, ManifestError)
     if raw is None:
         raise ManifestError("the manifest is empty", file=path,
                             fix="see data_manifests/python_help_topics.yaml for an example")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
 from plimsoll.errors import PlimsollError
@@ -77,14 +76,18 @@ class Policy(BaseModel):
 
 def load_policy(path: Path) -> Policy:
     """Read policies/slos.yaml; unknown metrics and wrong types name the field and the fix."""
+    from plimsoll.manifests import read_yaml
+
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PolicyError("policy file not found", file=path,
-                          fix="create policies/slos.yaml (see README, Promotion)") from None
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"not valid YAML ({exc})", file=path, fix="fix the syntax") from None
+    if not path.is_file():
+        raise PolicyError("policy file not found" if not path.exists() else
+                          "the policy is not a file", file=path,
+                          fix="point PLIMSOLL_POLICY (or --policy) at policies/slos.yaml "
+                          "(see README, Promotion)")
+    raw = read_yaml(path, PolicyError)
+    if raw is not None and not isinstance(raw, dict):
+        raise PolicyError(f"the policy must be a YAML mapping, not a {type(raw).__name__}",
+                          file=path, fix="see policies/slos.yaml in the repository")
     try:
         policy = Policy.model_validate(raw or {})
     except ValidationError as exc:

@@ -211,7 +211,7 @@ class ModelRegistry:
         except Exception as exc:
             if error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
                 return None
-            raise self._failure(exc) from None
+            raise self.failure(exc) from None
 
     def version(self, model_name: str, version: str):
         """A model version; a missing or deleted one is a RegistryError that says so."""
@@ -223,9 +223,10 @@ class ModelRegistry:
                     f"{model_name} version {version} is not registered (or was deleted)",
                     field="version", fix=f"pick a version listed by `plimsoll status` or in "
                     f"the MLflow UI (Models → {model_name})") from None
-            raise self._failure(exc) from None
+            raise self.failure(exc) from None
 
-    def _failure(self, exc: Exception) -> RegistryError:
+    def failure(self, exc: Exception) -> RegistryError:
+        """An MLflow failure as an error that names the store and the fix."""
         return RegistryError(f"MLflow call to {self.tracking_uri} failed "
                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
                              field="tracking_uri",
@@ -243,7 +244,7 @@ class ModelRegistry:
         except RegistryError:
             raise
         except Exception as exc:
-            raise self._failure(exc) from None
+            raise self.failure(exc) from None
 
     # -- tags ------------------------------------------------------------------------------
     def set_tag(self, model_name: str, version: str, key: str, value: str) -> None:
