@@ -103,19 +103,15 @@ def _evaluate(args: argparse.Namespace) -> dict:
 
 
 def _load_policy(path: Path):
-    """load_policy, with a folder or an unreadable file named as --policy."""
-    from plimsoll.errors import PlimsollError
-    from plimsoll.policy import load_policy
+    """load_policy; a problem with the file as a whole is named as --policy."""
+    from plimsoll.policy import PolicyError, load_policy
 
-    if path.exists() and not path.is_file():
-        raise PlimsollError("the policy is not a file", file=path, field="--policy",
-                            fix=f"pass the policy file, e.g. {DEFAULT_POLICY}")
     try:
         return load_policy(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlimsollError(f"cannot read the policy ({type(exc).__name__}: {exc})", file=path,
-                            field="--policy", fix="pass a readable UTF-8 YAML file, e.g. "
-                            f"{DEFAULT_POLICY}") from None
+    except PolicyError as exc:
+        if exc.field is not None:
+            raise
+        raise PolicyError(exc.problem, file=exc.file, field="--policy", fix=exc.fix) from None
 
 
 def _write_json(path: Path, result: dict) -> None:
