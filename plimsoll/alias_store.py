@@ -173,7 +173,8 @@ class RestAliases:
     """A tracking server's REST API (api/2.0/mlflow/registered-models/...)."""
 
     def __init__(self, base_url: str, timeout: float = 10.0) -> None:
-        self.base = base_url.rstrip("/") + "/api/2.0/mlflow"
+        self.server = base_url.rstrip("/")
+        self.base = self.server + "/api/2.0/mlflow"
         self.timeout = timeout
 
     def _call(self, method: str, path: str, payload: dict | None = None,
@@ -190,7 +191,7 @@ class RestAliases:
         request = urllib.request.Request(url, method=method, data=json.dumps(
             payload).encode() if payload is not None else None,
             headers={"Content-Type": "application/json"})
-        server = self.base.removesuffix("/api/2.0/mlflow")
+        server = self.server
         fix = "check --tracking-uri / $MLFLOW_TRACKING_URI; nothing was changed"
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -238,7 +239,7 @@ class RestAliases:
             except RestError as missing:
                 if missing.status == 404:
                     raise AliasStoreError(f"no registered model '{model}' on "
-                                          f"{self.base.removesuffix('/api/2.0/mlflow')}",
+                                          f"{self.server}",
                                           field="--model", fix="check the model name, and "
                                           "that --tracking-uri is the MLflow server") from None
                 raise
@@ -260,12 +261,12 @@ class RestAliases:
         except RestError as exc:
             if exc.status == 404:
                 raise AliasStoreError(f"{model} version {version} is not registered on "
-                                      f"{self.base.removesuffix('/api/2.0/mlflow')}",
+                                      f"{self.server}",
                                       field="version", fix="pick a version listed by "
                                       "`plimsoll status`; nothing was changed") from None
             raise
         if "model_version" not in found:
-            raise AliasStoreError(f"{self.base} answered model-versions/get without a "
+            raise AliasStoreError(f"{self.server} answered model-versions/get without a "
                                   "model_version", field="--tracking-uri",
                                   fix="check that the URL is an MLflow server")
         return {t["key"]: t["value"] for t in found.get("model_version", {}).get("tags", [])}
