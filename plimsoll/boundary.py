@@ -9,6 +9,7 @@ traceback (`--debug` or PLIMSOLL_DEBUG=1).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import traceback
@@ -54,13 +55,39 @@ def run_guarded(prog: str, body: Callable[[], int], *, debug: bool = False) -> i
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115
         return EXIT_OK
-    except Exception as exc:  # the boundary: anything else is a bug or an environment fault
+    except OSError as exc:
+        if exc.filename is None or exc.errno not in _FIXABLE:
+            return _unexpected(prog, exc, debug)
         if debug:
             traceback.print_exc()
-        activity = getattr(exc, "plimsoll_doing", "running the command")
-        first = (str(exc).splitlines() or [""])[0][:300]
-        hint = ("the traceback is above" if debug else
-                "rerun with --debug (or PLIMSOLL_DEBUG=1) for the traceback")
-        print(f"{prog}: unexpected error while {activity}: {type(exc).__name__}: {first}\n"
-              f"  fix: {hint}", file=sys.stderr)
-        return EXIT_UNEXPECTED
+        print(f"{prog}: {exc.filename}: {exc.strerror}\n  fix: {_FIXABLE[exc.errno]}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # the boundary: anything else is a bug or an environment fault
+        return _unexpected(prog, exc, debug)
+
+
+# Faults of the machine a person fixes there, not bugs: said plainly, exit 2.
+_FIXABLE = {
+    errno.EACCES: "make it readable and writable for this user, or point PLIMSOLL_HOME "
+                  "(--home) elsewhere",
+    errno.EPERM: "make it writable for this user, or point PLIMSOLL_HOME (--home) elsewhere",
+    errno.EROFS: "the file system is read-only: point PLIMSOLL_HOME (--home) at a writable "
+                 "folder",
+    errno.ENOSPC: "free some disk space and rerun",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: check the path",
+    errno.EISDIR: "the path is a folder: pass a file",
+}
+
+
+def _unexpected(prog: str, exc: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    activity = getattr(exc, "plimsoll_doing", "running the command")
+    first = (str(exc).splitlines() or [""])[0][:300]
+    hint = ("the traceback is above" if debug else
+            "rerun with --debug (or PLIMSOLL_DEBUG=1) for the traceback")
+    print(f"{prog}: unexpected error while {activity}: {type(exc).__name__}: {first}\n"
+          f"  fix: {hint}", file=sys.stderr)
+    return EXIT_UNEXPECTED

@@ -382,3 +382,19 @@ def test_the_default_home_is_the_projects_from_any_directory(tmp_path, monkeypat
     monkeypatch.delenv("PLIMSOLL_PROJECT_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     assert resolve_home() == REPO_ROOT / ".plimsoll"
+
+
+@pytest.mark.parametrize(("error", "message"), [
+    (PermissionError(13, "Permission denied", "/srv/plimsoll/ledger.sqlite"), "writable"),
+    (OSError(30, "Read-only file system", "/srv/plimsoll"), "read-only"),
+    (NotADirectoryError(20, "Not a directory", "/tmp/afile/home"), "is a file"),
+])
+def test_a_machine_fault_with_a_path_is_a_clear_error(capsys, error, message):
+    from plimsoll.boundary import run_guarded
+
+    def body():
+        raise error
+
+    assert run_guarded("plimsoll", body) == 2
+    said = capsys.readouterr().err
+    assert error.filename in said and message in said and "Traceback" not in said
