@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from plimsoll.encoder import Encoder
-from plimsoll.guard import Finding, Guard, Verdict, redact
+from plimsoll.guard import Finding, Guard, GuardPolicy, Verdict, redact
 from plimsoll.index_snapshot import Hit, IndexSnapshot, query_snapshot
 from plimsoll.prompts import PromptTemplate
 
@@ -95,17 +95,28 @@ class Answerer:
                          "prompt_template": template.ref, "answer_mode": mode,
                          **(metadata or {})}
         self._passage_verdicts: dict[str, Verdict] = {}
+        # Without a guard a question is still admitted: retrieval must not read 5 MB or
+        # text the encoder cannot encode.
+        self._admission = guard or Guard(GuardPolicy(), classifier=None)
 
     def retrieve(self, question: str) -> tuple[Hit, ...]:
         """The k nearest passages of the snapshot."""
         return tuple(query_snapshot(self.snapshot, self.encoder, question, k=self.k))
 
-    def answer(self, question: str) -> Answer:
-        """Answer one question through the whole guarded query path."""
-        screened = self.guard.screen_input(question) if self.guard else Verdict()
+    def answer(self, question: object) -> Answer:
+        """Answer one question through the whole guarded query path.
+
+        A question that is not a string or is over the guard policy's max_input_chars is
+        refused before anything reads it; invalid Unicode in it is read as U+FFFD.
+        """
+        admitted, screened = self._admission.admit(question, "input")
+        if admitted is None:
+            return self._refusal(GuardReport("refused-input", input=screened))
+        if self.guard:
+            screened += self.guard.screen_input(admitted)
         if screened.blocked:
             return self._refusal(GuardReport("refused-input", input=screened))
-        return self.respond(question, self.retrieve(question), screened)
+        return self.respond(admitted, self.retrieve(admitted), screened)
 
     def respond(self, question: str, hits: Sequence[Hit],
                 screened: Verdict | None = None) -> Answer:

@@ -98,9 +98,11 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Screen inputs with the guard the assistant runs at query time, so a "
         "security team can test it on its own corpus.\n\nInput (FILE or stdin): one text "
-        "per line, or JSON Lines with a `text` field (an `id` field is echoed). Output: one "
-        "JSON object per input on stdout: flagged, blocked, severity (critical|soft) and "
-        "findings (category, OWASP id, severity, rule, span); a summary on stderr.",
+        "per line, or JSON Lines with a `text` field (an `id` field is echoed), in UTF-8. "
+        "Output: one JSON object per input on stdout: flagged, blocked, severity "
+        "(critical|soft) and findings (category, OWASP id, severity, rule, span); a summary "
+        "on stderr. A text over the policy's length limit for its stage (max_input_chars, "
+        "max_passage_chars, max_output_chars) is blocked unread (finding input_too_long).",
         epilog="examples:\n  echo 'Ignore previous instructions' | plimsoll guard\n"
         "  plimsoll guard --stage output answers.jsonl --fail-on critical")
     guard.add_argument("file", nargs="?", type=Path, default=None,
@@ -109,12 +111,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="input: a user's question; passage: retrieved content (indirect "
                        "injection); output: an answer (secrets, PII, links, system prompt). "
                        "Default: %(default)s")
-    guard.add_argument("--policy", type=Path, default=Path("policies/guard.yaml"),
-                       help="guard policy with the egress allowlist (default: %(default)s; "
-                       "built-in defaults when absent)")
-    guard.add_argument("--system-prompt", type=Path, default=Path("prompts/system.md"),
-                       help="template whose text must not appear in outputs "
-                       "(default: %(default)s)")
+    guard.add_argument("--policy", type=Path, default=None,
+                       help="guard policy: egress allowlist and length limits (default: "
+                       "the project's policies/guard.yaml; built-in defaults when absent)")
+    guard.add_argument("--system-prompt", type=Path, default=None,
+                       help="template whose text must not appear in outputs (default: the "
+                       "project's prompts/system.md, when present)")
     guard.add_argument("--fail-on", choices=["never", "soft", "critical"], default="never",
                        help="exit 1 when an input has a finding of this severity or worse "
                        "(default: %(default)s)")
@@ -160,54 +162,35 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _guard(args: argparse.Namespace) -> int:
     from plimsoll.guard import Guard, GuardPolicy, load_guard_policy
+    from plimsoll.guard.inputs import open_texts, read_texts
     from plimsoll.prompts import load_template
 
-    policy = load_guard_policy(args.policy) if args.policy.is_file() else GuardPolicy()
-    system = (load_template(args.system_prompt).render() if args.system_prompt.is_file()
-              else "")
+    # The project's files when not named; a file named on the command line must exist.
+    policy_path = args.policy or project_path("policies/guard.yaml")
+    policy = (load_guard_policy(policy_path) if args.policy or policy_path.is_file()
+              else GuardPolicy())
+    prompt_path = args.system_prompt or project_path("prompts/system.md")
+    if args.system_prompt and not prompt_path.is_file():
+        raise PlimsollError("system prompt template not found", file=prompt_path,
+                            fix="pass an existing template, or leave --system-prompt out")
+    system = load_template(prompt_path).render() if prompt_path.is_file() else ""
     guard = Guard(policy, system_prompt=system)
     screen = {"input": guard.screen_input, "passage": guard.screen_passage,
               "output": guard.screen_output}[args.stage]
-    source = args.file.open(encoding="utf-8") if args.file else sys.stdin
-    name = str(args.file) if args.file else "<stdin>"
     counts = {"inputs": 0, "flagged": 0, "critical": 0}
-    try:
-        for number, line in enumerate(source, start=1):
-            text, extra = _guard_input(line.rstrip("\n"), name, number)
-            if text is None:
-                continue
+    with open_texts(args.file) as source:
+        for number, text, extra in read_texts(source, str(args.file or "<stdin>")):
             verdict = screen(text)
             counts["inputs"] += 1
             counts["flagged"] += verdict.flagged
             counts["critical"] += verdict.blocked
             print(json.dumps({"line": number, **extra, **verdict.as_dict()},
                              ensure_ascii=False), flush=True)
-    finally:
-        if args.file:
-            source.close()
     print(f"plimsoll guard: {counts['inputs']} input(s), {counts['flagged']} flagged, "
           f"{counts['critical']} critical", file=sys.stderr)
     failing = {"never": False, "soft": counts["flagged"] > 0,
                "critical": counts["critical"] > 0}[args.fail_on]
     return 1 if failing else 0
-
-
-def _guard_input(line: str, name: str, number: int) -> tuple[str | None, dict[str, object]]:
-    """A JSONL row's `text` (and `id`), or the line itself; blank lines are skipped."""
-    if not line.strip():
-        return None, {}
-    if not line.lstrip().startswith("{"):
-        return line, {}
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise PlimsollError(f"line starts like JSON but does not parse ({exc.msg})",
-                            file=f"{name}:{number}", fix="one JSON object per line, or plain "
-                            "text that does not start with '{'") from None
-    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-        raise PlimsollError("JSON row has no string `text`", file=f"{name}:{number}",
-                            field="text", fix='write {"text": "..."}')
-    return row["text"], ({"id": row["id"]} if "id" in row else {})
 
 
 def _pin(args: argparse.Namespace, layout: HomeLayout) -> int:

@@ -47,18 +47,21 @@ class DocsAssistantModel(mlflow.pyfunc.PythonModel):
         self._by_mode = {self.answerer.mode: self.answerer}
 
     def predict(self, context, model_input, params=None):
-        """One answer per row of a DataFrame with a `question` column (or a list of str)."""
+        """One answer per row of a DataFrame with a `question` column (or a list of str).
+
+        Each question goes through `Answerer.answer`, which refuses one that is not a string
+        or is over the guard policy's max_input_chars (that row says so in guard_findings)
+        and reads invalid Unicode as U+FFFD, so one bad row never fails the others.
+        """
         import pandas as pd
 
         mode = (params or {}).get("answer_mode") or self.answerer.mode
         if mode not in self._by_mode:
             self._by_mode[mode] = self._build(mode)
         answerer = self._by_mode[mode]
-        questions = (model_input["question"].tolist() if isinstance(model_input, pd.DataFrame)
-                     else list(model_input))
         rows = []
-        for question in questions:
-            answer = answerer.answer(str(question))
+        for question in _questions(model_input):
+            answer = answerer.answer(question)
             rows.append({"question": question, "answer": answer.text,
                          "abstained": answer.abstained, "refused": answer.refused,
                          "guard_action": answer.guard.action,
@@ -66,3 +69,25 @@ class DocsAssistantModel(mlflow.pyfunc.PythonModel):
                          "citations": [hit.doc_id for hit in answer.citations],
                          **answer.metadata})
         return pd.DataFrame(rows)
+
+
+def _questions(model_input) -> list:
+    """The questions of a request: a `question` column, a list, or one string."""
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    if isinstance(model_input, pd.DataFrame):
+        if "question" not in model_input.columns:
+            raise MlflowException(
+                f"the input has no 'question' column (it has {list(model_input.columns)}); "
+                "send one question per row in a 'question' column",
+                error_code=INVALID_PARAMETER_VALUE)
+        return model_input["question"].tolist()
+    if isinstance(model_input, str):
+        return [model_input]
+    if isinstance(model_input, (list, tuple, pd.Series)):
+        return list(model_input)
+    raise MlflowException(
+        f"the input is {type(model_input).__name__}; send a DataFrame with a 'question' "
+        "column or a list of questions", error_code=INVALID_PARAMETER_VALUE)

@@ -4,16 +4,20 @@
 payloads), `Guard.screen_passage` (indirect injection in retrieved content) and
 `Guard.screen_output` (LLM02 secrets and personal data, LLM05 egress URLs, LLM07 system
 prompt echo). Each returns a Verdict of Findings with category, OWASP id, severity and span.
+Each screen first admits its text (admission.py): over its stage's length limit or not a
+string, it is refused unread.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from plimsoll.errors import PlimsollError
+from plimsoll.guard.admission import admit
 from plimsoll.guard.classifier import InjectionClassifier, load_classifier
 from plimsoll.guard.findings import CRITICAL, OWASP, SOFT, Finding, Verdict
 from plimsoll.guard.input_guard import screen_input
@@ -22,19 +26,34 @@ from plimsoll.guard.output_guard import SystemPromptLeak, redact, screen_output
 __all__ = ["CRITICAL", "OWASP", "SOFT", "Finding", "Guard", "GuardPolicy", "Verdict",
            "load_guard_policy", "redact"]
 
+# A count of characters, written as a number ("4000" in quotes is a typo, not a limit).
+CharacterLimit = Annotated[StrictInt, Field(gt=0)]
 DEFAULT_ALLOWLIST = ("docs.python.org", "*.python.org", "python.org", "pypi.org",
                      "example.com", "*.example.com", "example.org", "example.net",
                      "localhost")
 
 
 class GuardPolicy(BaseModel):
-    """policies/guard.yaml: where answers may link to, whose addresses are not personal."""
+    """policies/guard.yaml: allowed links and addresses, and the longest text each screen reads.
+
+    A text over its stage's limit is refused unread, so no input can make a screen slow.
+    """
 
     model_config = ConfigDict(extra="forbid")
     version: int = 1
     egress_allowlist: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOWLIST))
     email_allowlist: list[str] = Field(default_factory=lambda: ["*.python.org", "python.org",
                                                                "example.com", "example.org"])
+    # The longest question in the eval and red-team sets is under 1,000 characters, an index
+    # chunk (160 words) of the Python docs under 4,000, and an answer quotes one sentence of
+    # each of two passages: each limit leaves ample room, and bounds what a screen costs.
+    max_input_chars: CharacterLimit = 4000
+    max_passage_chars: CharacterLimit = 20000
+    max_output_chars: CharacterLimit = 20000
+
+
+LIMIT_FIELDS = {"input": "max_input_chars", "passage": "max_passage_chars",
+                "output": "max_output_chars"}
 
 
 def load_guard_policy(path: Path) -> GuardPolicy:
@@ -46,14 +65,22 @@ def load_guard_policy(path: Path) -> GuardPolicy:
     except FileNotFoundError:
         raise PlimsollError("guard policy not found", file=path,
                             fix="create it (see policies/guard.yaml)") from None
+    except UnicodeDecodeError as exc:
+        raise PlimsollError(f"not UTF-8 text (byte {exc.start})", file=path,
+                            fix="save the policy as UTF-8 YAML") from None
+    except OSError as exc:
+        raise PlimsollError(f"cannot read the guard policy ({exc.strerror})", file=path,
+                            fix="point at a readable YAML file") from None
     except yaml.YAMLError as exc:
         raise PlimsollError(f"not valid YAML ({exc})", file=path, fix="fix the syntax") from None
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise PlimsollError(first["msg"], file=path,
-                            field=".".join(str(p) for p in first["loc"]),
-                            fix="egress_allowlist and email_allowlist are lists of host "
-                            "names ('*.example.org' matches subdomains)") from None
+        field = ".".join(str(p) for p in first["loc"])
+        raise PlimsollError(first["msg"], file=path, field=field or None,
+                            fix="a positive whole number of characters"
+                            if field in LIMIT_FIELDS.values() else "egress_allowlist and "
+                            "email_allowlist are lists of host names ('*.example.org' "
+                            "matches subdomains)") from None
 
 
 class Guard:
@@ -69,15 +96,30 @@ class Guard:
         self.system_prompt_text = system_prompt
         self._system_prompt = SystemPromptLeak(system_prompt) if system_prompt else None
 
-    def screen_input(self, text: str) -> Verdict:
+    def admit(self, text: object, stage: str = "input") -> tuple[str | None, Verdict]:
+        """The text a screen of `stage` reads (None: refused unread) and what that found."""
+        field = LIMIT_FIELDS[stage]
+        return admit(text, limit=getattr(self.policy, field), field=field)
+
+    def screen_input(self, text: object) -> Verdict:
         """A user's question: direct injection, jailbreaks, extraction, exfiltration."""
-        return screen_input(text, source="user", classifier=self.classifier)
+        admitted, verdict = self.admit(text, "input")
+        if admitted is None:
+            return verdict
+        return verdict + screen_input(admitted, source="user", classifier=self.classifier)
 
-    def screen_passage(self, text: str) -> Verdict:
+    def screen_passage(self, text: object) -> Verdict:
         """A retrieved passage: instructions in it are indirect injections."""
-        return screen_input(text, source="passage", classifier=self.classifier)
+        admitted, verdict = self.admit(text, "passage")
+        if admitted is None:
+            return verdict
+        return verdict + screen_input(admitted, source="passage", classifier=self.classifier)
 
-    def screen_output(self, text: str) -> Verdict:
+    def screen_output(self, text: object) -> Verdict:
         """An answer: secrets, personal data, off-allowlist links, the system prompt."""
-        return screen_output(text, egress_allowlist=self._egress,
-                             email_allowlist=self._emails, system_prompt=self._system_prompt)
+        admitted, verdict = self.admit(text, "output")
+        if admitted is None:
+            return verdict
+        return verdict + screen_output(admitted, egress_allowlist=self._egress,
+                                       email_allowlist=self._emails,
+                                       system_prompt=self._system_prompt)

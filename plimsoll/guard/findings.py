@@ -19,6 +19,10 @@ OWASP = {
     "egress_url": "LLM05",
     "system_prompt_extraction": "LLM07",
     "system_prompt_leak": "LLM07",
+    # Inputs refused before screening (too long, not a string, not valid Unicode): LLM10,
+    # Unbounded Consumption, whose first mitigation is validating input size and form.
+    "input_too_long": "LLM10",
+    "malformed_input": "LLM10",
 }
 
 

@@ -51,7 +51,9 @@ def screen_input(text: str, *, source: str = "user", rules: tuple[Rule, ...] = R
         findings += _hidden(view, rules, fired)
     if classifier == "shipped":
         classifier = load_classifier()
-    if classifier is not None:
+    # Nothing left to read (only whitespace, controls, invisible characters): the model's
+    # prior alone would score it as an attack.
+    if classifier is not None and base.text.strip():
         findings = _weigh(findings, classifier.score(base.text), classifier, source, len(text))
     return Verdict(_distinct(findings))
 
@@ -109,7 +111,8 @@ def _hidden(view: View, rules: tuple[Rule, ...], fired: set[str]) -> list[Findin
         if match:
             fired.add(rule.rule_id)
             return [Finding("encoded_payload", CRITICAL, f"{view.name}:{rule.rule_id}",
-                            *view.span, f"{view.name} hides: {match.group()[:100]}")]
+                            *view.original_span(*match.span()),
+                            f"{view.name} hides: {match.group()[:100]}")]
     return []
 
 
@@ -127,8 +130,8 @@ def _obfuscation(text: str, base) -> list[Finding]:
     if base.invisible_in_words:
         findings.append(Finding("encoded_payload", SOFT, "invisible-characters",
                                 base.invisible_in_words[0], base.invisible_in_words[-1] + 1,
-                                f"{len(base.invisible_in_words)} zero-width characters "
-                                "inside words"))
+                                f"{len(base.invisible_in_words)} invisible or control "
+                                "characters inside words"))
     for start, end in base.homoglyph_words[:1]:
         findings.append(Finding("encoded_payload", SOFT, "homoglyphs", start, end,
                                 f"'{text[start:end]}' mixes Latin with look-alike letters"))

@@ -17,8 +17,12 @@ from detect_secrets.plugins.base import RegexBasedDetector
 from plimsoll.guard.findings import CRITICAL, SOFT, Finding, Verdict
 
 URL = re.compile(r"(?:https?|ftp)://[^\s<>\"'`)\]]+|\bwww\.[a-z0-9-]+\.[^\s<>\"'`)\]]+", re.I)
-MARKDOWN_IMAGE = re.compile(r"!\[[^\]\n]*\]\(\s*<?([^)\s>]+)[^)]*\)")
-HTML_IMAGE = re.compile(r"<img\b[^>]*?\bsrc\s*=\s*[\"']?([^\"'\s>]+)", re.I)
+# The alt text stops at "[" (as Markdown's own), runs are taken whole (possessive) and
+# the title is bounded: each search from a "![" then reads a bounded stretch of text.
+MARKDOWN_IMAGE = re.compile(r"!\[[^\[\]\n]*+\]\(\s*+<?([^)\s>]++)(?:[^)\n]{0,300}\))?")
+# The attributes before src stop at "<": a search from each "<img" of "<img <img <img ..."
+# would otherwise read to the end of the text. (A link in a value holding "<" is still a link.)
+HTML_IMAGE = re.compile(r"<img\b[^<>]*?\bsrc\s*=\s*[\"']?([^\"'\s>]+)", re.I)
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@((?:[a-z0-9-]+\.)+[a-z]{2,})\b", re.I)
 CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
@@ -31,7 +35,8 @@ DNI = re.compile(r"\b\d{8}-?[A-Z]\b")
 CODICE_FISCALE = re.compile(r"\b[A-Z]{6}\d{2}[A-Z]\d{2}[A-Z]\d{3}[A-Z]\b")
 WORDS = re.compile(r"[a-z0-9]+")
 SHINGLE = 8  # words in a row shared with the system prompt that count as a leak
-QUERY_DATA = re.compile(r"[?&#][^=&#]+=[^&#]{24,}|[{}$<>]|%7b|%24", re.I)
+SECRET_WINDOW, SECRET_OVERLAP = 1000, 300  # characters (see _windows)
+QUERY_DATA = re.compile(r"[?&#][^=&#?]{1,100}=[^&#]{24,}|[{}$<>]|%7b|%24", re.I)
 
 
 class ApiKeyDetector(RegexBasedDetector):
@@ -75,19 +80,37 @@ def host_allowed(host: str, allowlist: tuple[str, ...]) -> bool:
 
 def scan_secrets(text: str) -> list[Finding]:
     """API keys, tokens, private keys, passwords in assignments."""
-    findings = []
+    findings, seen = [], set()
     offset = 0
     for line in text.split("\n"):
-        for detector in _secret_detectors():
-            for secret in detector.analyze_line(filename="output", line=line, line_number=1):
-                value = secret.secret_value or ""
-                at = line.find(value) if value else -1
-                start = offset + (at if at >= 0 else 0)
-                end = start + (len(value) if at >= 0 else len(line))
-                findings.append(Finding("secret", CRITICAL, f"secret:{secret.type}", start,
-                                        end, secret.type))
+        for start, piece in _windows(line) if line.strip() else ():
+            for detector in _secret_detectors():
+                for secret in detector.analyze_line(filename="output", line=piece,
+                                                    line_number=1):
+                    value = secret.secret_value or ""
+                    at = piece.find(value) if value else -1
+                    first = offset + start + (at if at >= 0 else 0)
+                    last = first + (len(value) if at >= 0 else len(piece))
+                    if (secret.type, first, last) not in seen:  # found again in an overlap
+                        seen.add((secret.type, first, last))
+                        findings.append(Finding("secret", CRITICAL, f"secret:{secret.type}",
+                                                first, last, secret.type))
         offset += len(line) + 1
     return findings
+
+
+def _windows(line: str):
+    """(start, piece) covering the line: itself, or overlapping windows of a long one.
+
+    Some detect-secrets patterns backtrack quadratically (NpmDetector over a run of "/",
+    OpenAIDetector over "sk-sk-..."); windows bound what one search can cost. A secret up
+    to SECRET_OVERLAP characters long lies whole in some window.
+    """
+    if len(line) <= SECRET_WINDOW:
+        yield 0, line
+        return
+    for start in range(0, len(line) - SECRET_OVERLAP, SECRET_WINDOW - SECRET_OVERLAP):
+        yield start, line[start:start + SECRET_WINDOW]
 
 
 def scan_personal_data(text: str, email_allowlist: tuple[str, ...] = ()) -> list[Finding]:

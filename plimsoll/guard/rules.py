@@ -1,10 +1,11 @@
-"""The input guard's rules: what injection, jailbreak, extraction and exfiltration look like.
+r"""The input guard's rules: what injection, jailbreak, extraction and exfiltration look like.
 
 Rules read a normalised view (lower case, see views.py). In a pattern a space stands for
-any run of separators and `~` for up to three filler words, so "ignore ~instructions"
-also reads "Ignore, please, all of the previous instructions". Each rule names the intent
-it detects, not one phrasing; a rule with `unless` stands down in a benign context its
-vocabulary shares (Windows "developer mode", logging "filters").
+any run of separators, so "ignore previous" also reads "Ignore -- previous" and
+"ignore_previous"; `\w` is a letter or digit and `\W` anything else. Each rule names the
+intent it detects, not one phrasing; a rule with `unless` stands down in a benign context
+its vocabulary shares (Windows "developer mode", logging "filters"). The notation keeps
+every search linear in the length of the text (see WORD below).
 """
 
 from __future__ import annotations
@@ -14,37 +15,71 @@ from dataclasses import dataclass, replace
 
 from plimsoll.guard.findings import CRITICAL, SOFT
 
-GAP = r"(?:\w+[\W_]+){0,3}"
-SEP = r"[\W_]+"
+# In a pattern `\w` is a letter or digit and `\W` anything else: "_" separates words, as in
+# "system_prompt". Words and separators share no character, and a run of separators is
+# taken whole (possessive: never given back), so a text splits into words and separators
+# one way only. With `\w` matching "_" as well, "no_no_no_..." split in exponentially many
+# ways, and a few hundred characters held a screen for seconds. A space in a pattern is
+# followed by a word, so taking the whole run loses no match; where a pattern needs
+# punctuation after a space, it writes `[\W_]+` (which gives back) instead. The rest of a
+# word before a boundary or a separator (`\w*\b`, `\w+ `) is taken whole the same way.
+# tests/test_guard_limits.py times the screens on texts built to defeat this.
+WORD = r"[^\W_]"
+NON_WORD = r"[\W_]"
+SEP = rf"{NON_WORD}++"
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
-    out, in_class, escaped, skip = [], False, False, False
-    for index, char in enumerate(pattern):
-        if skip:
-            skip = False
-        elif escaped:
-            out.append(char)
-            escaped = False
-        elif char == "\\":
-            out.append(char)
-            escaped = True
-        elif char == "[" and not in_class:
-            out.append(char)
-            in_class = True
-        elif char == "]" and in_class:
-            out.append(char)
-            in_class = False
-        elif char == " " and not in_class and pattern[index + 1:index + 2] == "?":
-            out.append(r"[\W_]*")
-            skip = True
-        elif char == " " and not in_class:
-            out.append(SEP)
-        elif char == "~" and not in_class:
-            out.append(GAP)
+    out, index = [], 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            escape = pattern[index:index + 2]
+            out.append({"\\w": WORD, "\\W": NON_WORD}.get(escape, escape))
+            index += 2
+            if escape == "\\w" and _ends_word(pattern, index):
+                # The rest of a word before a boundary or a separator: all of it.
+                out.append(pattern[index] + "+")
+                index += 1
+        elif char == "[":
+            end = _class_end(pattern, index)
+            out.append(_word_class(pattern[index:end]))
+            index = end
+        elif char == " ":
+            optional = pattern[index + 1:index + 2] == "?"
+            out.append(NON_WORD + ("*+" if optional else "++"))
+            index += 2 if optional else 1
         else:
             out.append(char)
+            index += 1
     return re.compile("".join(out), re.DOTALL)
+
+
+def _ends_word(pattern: str, index: int) -> bool:
+    """A word-character run at `index` that goes on to a word boundary, a separator or the end."""
+    quantifier, follower = pattern[index:index + 1], pattern[index + 1:index + 3]
+    if quantifier not in ("*", "+") or follower[:1] in ("?", "+", "{"):
+        return False
+    return follower in ("", "\\b") or (follower[:1] == " " and follower != " ?")
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """The index just past the character class that opens at `start`."""
+    index = start + 1
+    if pattern[index:index + 1] == "^":
+        index += 1
+    if pattern[index:index + 1] == "]":
+        index += 1  # a leading "]" is a literal
+    while pattern[index] != "]":
+        index += 2 if pattern[index] == "\\" else 1
+    return index + 1
+
+
+def _word_class(text: str) -> str:
+    """A class that excludes word characters excludes letters and digits, not "_"."""
+    if text.startswith("[^") and "\\w" in text:
+        return f"(?:{text}|_)"
+    return text
 
 
 def literal_prefixes(pattern: str) -> tuple[str, ...]:
@@ -219,6 +254,9 @@ SENSITIVE = (r"(?:(?:the|this|our|my|your|entire|full|whole|previous|complete|al
              r"(?:credit card|card number|ssn|social security|passport|bank account)\w*|"
              r"(?:environment variables|env vars|os\.environ|\.env file|api ?keys?|"
              r"access tokens?|secrets)(?: you| in your| from your| stored| available))")
+# Where a link can start: not inside another one ("http://http://..." is one link, and a
+# search from each "http" inside it would read the rest of the text again, once per "http").
+URL_START = r"(?<![\w/.%~+-])"
 BENIGN_MODE_CONTEXT = (r"pdb|debugger|windows|android|iphone|ios\b|chrome|edge|firefox|browser|"
                        r"settings app|symlink|device|phone|visual studio|vs ?code|"
                        r"powershell|registry|xcode|macos|bios|router|asyncio|python -x|"
@@ -231,12 +269,12 @@ RULES: tuple[Rule, ...] = (
          rf"what|whatever|everything|anything|you|were|was|have|been|told|given|said|"
          rf"received|got|put|in|and|or|the|for|now|just|kindly|please|completely|"
          rf"entirely|fully|totally|simply|immediately)\W+){{0,4}}{POINTING}"
-         rf"(?:[^\w.!?]+\w+){{0,2}}?[^\w.!?]+{INSTRUCTIONS}\b",
+         rf"(?:[^\w.!?]++\w+){{0,2}}?[^\w.!?]++{INSTRUCTIONS}\b",
          unless=r"\b(?:remove|clear|drop|reset|skip|disable|delete)\w* (?:all|any|every)"
                 r" (?:\w+ )?(?:filters?|handlers?|rules|messages|commands)\b(?! (?:you|given))"),
     rule("override-own-rules", "prompt_injection",
          rf"\b{WEAK_OVERRIDE} (?:(?:all|any|of|the|every|these|those)\W+){{0,3}}{OWN_RULES}"
-         rf"(?:[^\w.!?]+\w+){{0,2}}?[^\w.!?]+{INSTRUCTIONS}\b"),
+         rf"(?:[^\w.!?]++\w+){{0,2}}?[^\w.!?]++{INSTRUCTIONS}\b"),
     rule("override-everything", "prompt_injection",
          r"\b(?:ignore|disregard|forget|drop|abandon) (?:about )?(?:all (?:of )?)?"
          r"(?:everything|anything|all that|all this|all of (?:that|this|it|the above)|"
@@ -272,14 +310,14 @@ RULES: tuple[Rule, ...] = (
     rule("role-markers", "prompt_injection",
          r"<\|?(?:im_start|im_end|endoftext|system|assistant|user|start_header_id|"
          r"end_header_id|eot_id|begin_of_text)\|?>|\[/?(?:inst|sys|system)\]|<</?sys>>|"
-         r"(?:^|\n)\s*#{2,}\s*(?:system|instructions?|new (?:instructions?|task)|admin|"
+         r"(?:^|\n)[^\S\n]*#{2,}\s*(?:system|instructions?|new (?:instructions?|task)|admin|"
          r"developer|override|response)\b|"
-         r"(?:^|[\n.!?]\s*|\s)\(?(?:system|admin|administrator|developer|operator|root|"
+         r"(?:^|[\n.!?]|\s)\(?(?:system|admin|administrator|developer|operator|root|"
          r"openai|anthropic|security team|moderator)(?:\s(?:message|prompt|override|"
          r"instructions?|note|update|notice|command|alert|directive))\)?\s*:|"
          r"\[(?:system|admin|administrator|developer|override|operator)(?: (?:message|"
          r"note|override|notice|update|instruction))?\]|"
-         r"(?:^|\n)\s*(?:assistant|ai|chat ?bot|gpt|model|system)\s*:\s*\S"),
+         r"(?:^|\n)[^\S\n]*(?:assistant|ai|chat ?bot|gpt|model|system)\s*:\s*\S"),
     rule("end-of-input", "prompt_injection",
          r"\b(?:end|ignore the rest|close) of (?:the )?(?:document|context|passage|text|"
          r"input|transcript|prompt|data|article|email|file|user input|conversation|"
@@ -287,7 +325,7 @@ RULES: tuple[Rule, ...] = (
          also=r"\b(?:instructions?|task|directive|prompt|orders|objective|assignment|"
               r"you (?:must|will|should|are)|now|reply|respond|say|output)\b"),
     rule("canary-phrase", "prompt_injection",
-         r"\b(?:i have been|i've been|you have been|we have been)? ?(?:pwned|pwnd|hacked|"
+         r"\b(?:(?:i have been|i've been|you have been|we have been) ?)?(?:pwned|pwnd|hacked|"
          r"owned|jailbroken|compromised|p0wned)\b",
          also=r"\b(?:say|said|reply|respond|output|print|write|type|answer|begin|start|"
               r"end|only|exactly|just|repeat)\w*\b"),
@@ -296,8 +334,8 @@ RULES: tuple[Rule, ...] = (
          r"output|print|write|answer)(?: with)?(?: only| just| exactly| back)?"
          r"\s*:?\s*[\"'“‘«]"),
     rule("output-only", "prompt_injection",
-         r"\b(?:respond|reply|answer|output)\w* (?:only |just |exclusively )?with "
-         r"(?:only |just |exactly )?(?:the (?:word|phrase|text|string)|[\"'“‘«])",
+         r"\b(?:respond|reply|answer|output)\w* (?:only |just |exclusively )?with[\W_]+"
+         r"(?:(?:only|just|exactly)[\W_]+)?(?:the (?:word|phrase|text|string)|[\"'“‘«])",
          also=r"\b(?:ignore|instead|regardless|no matter|whatever|always|from now|"
               r"don'?t|do not|never|every)\b"),
     rule("completion-priming", "prompt_injection",
@@ -452,8 +490,8 @@ RULES: tuple[Rule, ...] = (
 
     # --- system prompt extraction (LLM07) -------------------------------------------------
     rule("extract-system-prompt", "system_prompt_extraction",
-         rf"\b{EXTRACT_COMMAND}\b(?:[^\w.?!]+\w+){{0,4}}?[^\w.?!]+(?:your|the|its|my|all|those|these|"
-         rf"that|this|any|of|me|us|back|out|in)?(?:[^\w.?!]+\w+){{0,2}}?[^\w.?!]*{SECRET_ADJ}[\s-]*"
+         rf"\b{EXTRACT_COMMAND}\b(?:[^\w.?!]++\w+){{0,4}}?[^\w.?!]++(?:your|the|its|my|all|those|these|"
+         rf"that|this|any|of|me|us|back|out|in)?(?:[^\w.?!]++\w+){{0,2}}?[^\w.?!]*+{SECRET_ADJ}[\s-]*"
          rf"(?:\w+[\s-]+)?{PROMPT_NOUN}\b",
          also=r"\b(?:system[\s-]*(?:prompt|message|instructions?)|your|initial (?:prompt|"
               r"instructions?)|original (?:prompt|instructions?)|hidden|secret|"
@@ -490,7 +528,7 @@ RULES: tuple[Rule, ...] = (
          unless=r"\b(?:loop|while|for each|iteration|input\(|function|lines? of code|script|"
                 r"the code)\b"),
     rule("starting-with", "system_prompt_extraction",
-         r"\b(?:start|begin|starting|beginning)\w* (?:\w+ ){0,3}?(?:with|from|at) [\"'“‘]?"
+         r"\b(?:start|begin|starting|beginning)\w* (?:\w+ ){0,3}?(?:with|from|at)[\W_]+[\"'“‘]?"
          r"(?:you are|"
          r"your (?:task|role|job|instructions)|system|#|the first (?:word|line)|"
          r"instructions:|my (?:instructions|rules|prompt|system prompt|guidelines|task)|"
@@ -574,7 +612,7 @@ RULES: tuple[Rule, ...] = (
          r"respond|reply|answer|inform|direct|send|draft|claim|insist|reply|accept|share|"
          r"post|forward|approve|delete|grant|invite)\b"),
     rule("vocative-order", "indirect_injection",
-         r"(?:^|[\n.!?>:]\s*|<!--\s*)(?:hey |dear |attention |note:? |psst,? )?"
+         r"(?:^|[\n.!?>:]|<!--)[^\S\n]*(?:hey |dear |attention |note:? |psst,? )?"
          r"(?:ai|assistant|chat ?bot|bot|llm|model|gpt|chatgpt|claude|copilot|gemini|"
          r"language model)\s*[,:;!-]\s*(?:please |you must |you should |kindly )?"
          r"(?:ignore|disregard|forget|include|append|add|insert|send|tell|say|reply|"
@@ -595,12 +633,13 @@ RULES: tuple[Rule, ...] = (
          r"\[[^\]\n]{0,200}\]\(\s*<?https?://[^)\s]{0,200}[?&][^)\s]{0,60}="
          r"[^)\s]{0,40}(?:\{|\[|<|%7b|\$)"),
     rule("url-with-data", "data_exfiltration",
-         r"(?:https?://|www\.)[^\s\"')>]{0,200}[?&/=][^\s\"')>]{0,80}(?:\{[^}\s]{0,40}\}|"
+         rf"{URL_START}(?:https?://|www\.)[^\s\"')>]{{0,200}}[?&/=][^\s\"')>]{{0,80}}"
+         r"(?:\{[^}\s]{0,40}\}|"
          r"\[[a-z_ ]{2,40}\]|<[a-z_ ]{2,40}>|\$\w+|%7b)|https?://(?:<[a-z_ ]{2,40}>|"
          r"\{[^}\s]{1,40}\})|[?&][\w-]+=(?:user_?email|e-?mail|session_?token|token|"
          r"password|api_?key|secret|cookie|conversation|history|prompt|chat|messages?)\b"),
     rule("send-to-destination", "data_exfiltration",
-         rf"\b(?:send|post|upload|forward|transmit|exfiltrat\w*|e-?mail|mail|leak|submit|"
+         rf"\b(?:send|post|upload|forward|transmit|exfiltrat|e-?mail|mail|leak|submit|"
          rf"sync|beacon|ping|report|relay|deliver|copy|transfer|publish|push|pipe|"
          rf"encode|append|attach|include|embed|insert|add|put|share|dump|"
          rf"curl|wget|render|translat|convert|turn|place|sneak|smuggle|slip|stash|tuck|hide|"
@@ -782,7 +821,7 @@ RULES += (
          severity=SOFT),
     rule("adversarial-suffix", "jailbreak",
          r"describing\.\s*\\?\s*\+\s*similarly|similarlynow|oppositeley|\(\s*me giving\*\*one|"
-         r"revert with \"\\?!--two"),
+         r"revert with[\W_]+\"\\?!--two"),
     rule("rules-operating-under", "system_prompt_extraction",
          r"\b(?:rules|instructions|guidelines|constraints|directives|policies|"
          r"document|text|prompt|message|onboarding \w+)s? (?:that )?(?:you(?:'re| are|re) "
@@ -817,7 +856,7 @@ RULES += (
     rule("read-sensitive-files", "data_exfiltration",
          r"\b(?:cat|print|paste|dump|show|send|upload|read|fetch|open|contents of|output|"
          r"display|give me|share|curl|wget|get|leak|exfiltrate|what'?s in|what is in|"
-         r"inside)\b[^.!?\n]{0,40}?"
+         r"inside)\b(?:[^.!?\n]|\.(?=\w)){0,40}?"  # a dot in a file name ends no sentence
          r"(?:169\.254\.169\.254|metadata\.google\.internal|/etc/(?:passwd|shadow)|"
          r"~?/?\.aws/credentials|\bid_rsa\b|\.ssh/|\.pypirc|\.netrc|\.env\b|\.git-credentials)"),
     rule("environ-out", "data_exfiltration",
@@ -828,10 +867,10 @@ RULES += (
          r"your (?:runtime|process|deployment|backend|host|app)|"
          r"your (?:environment|sandbox|container|server|machine)|you(?:'re| are) running)"),
     rule("link-followed-by-secret", "data_exfiltration",
-         r"(?:https?://\S+|\blink|\burl)\s+(?:followed by|with|plus|and append\w*|"
+         rf"(?:{URL_START}https?://\S++|\blink|\burl)\s+(?:followed by|with|plus|and append\w*|"
          r"concatenated with|\+)\s+(?:the |your |a |an )?(?:password|secret|key|token|"
          r"conversation|chat|history|system prompt|prompt|api key|credentials|messages?|"
-         r"user'?s? \w+)\b|https?://[^\s)\"']*[?&][\w-]+=(?=[\s)\"'\]]|$)"),
+         rf"user'?s? \w+)\b|{URL_START}https?://[^\s)\"']*[?&][\w-]+=(?=[\s)\"'\]]|$)"),
     rule("harvest-secrets", "data_exfiltration",
          r"\b(?:extract|collect|harvest|find|list|dump|gather|grep|scan for|pull out)\w* "
          r"(?:every|all|any|each)\b(?:\W+\w+){0,5}?\W+(?:passwords?|tokens?|private keys?|"
@@ -846,7 +885,7 @@ RULES += (
     rule("address-the-ai", "indirect_injection",
          r"(?:^|[\s\[\(@#\"'`=/>*-])(?:ai|assistant|llm|agent|bot|copilot|chatbot|gpt|"
          r"summari[sz]ers?|summary tools?|reviewer llm|agent-assist ai|browsing agent|"
-         r"ai agents?|ai-[\w-]*bot|[\w-]+-bot|ki-assistent\w*|assistant ia|l'assistant|"
+         r"ai agents?|ai-[\w-]{0,40}bot|\w[\w-]{0,39}-bot|ki-assistent\w*|assistant ia|l'assistant|"
          r"asistente|assistente|copilot/ai agents|ai systems?|ai models?|language models?|"
          r"llms)\s*[,:]\s*(?:\w+ ){0,8}?(?:please |you "
          r"must |you should |kindly )?(?:ignore|disregard|forget|include|append|add|insert|"
@@ -971,7 +1010,7 @@ RULES += (
          r"(?:asked|sent|wrote|typed|submitted|had)\b|\b(?:users?|customers?|people) who "
          r"(?:has |have )?(?:asked|talked to|chatted with|messaged|contacted|used) you\b"),
     rule("look-up-person", "data_exfiltration",
-         r"\b(?:look up|lookup|find|identify|dox\w*|track down|locate|search for)\w* (?:the |a |"
+         r"\b(?:look up|lookup|find|identify|dox|track down|locate|search for)\w* (?:the |a |"
          r"this |that )?(?:customer|user|person|employee|patient|client|owner|account holder|"
          r"caller|member)s?\b",
          also=r"\b(?:full name|home address|address|date of birth|birthday|phone number|"

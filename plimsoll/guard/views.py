@@ -20,6 +20,7 @@ from urllib.parse import unquote
 from unidecode import unidecode
 
 TAG_BLOCK = range(0xE0000, 0xE0080)
+ASCII_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1b\x7f]")  # not whitespace
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b",
                       "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "9": "g", "6": "g"})
@@ -55,11 +56,36 @@ MORSE = {".-": "a", "-...": "b", "-.-.": "c", "-..": "d", ".": "e", "..-.": "f",
 
 @dataclass(frozen=True)
 class View:
-    """One reading of the text; `span` is where in the original it came from."""
+    """One reading of the text; `span` is where in the original it came from.
+
+    A decoder that finds several payloads (base64 runs, hex runs, spaced-out words) makes
+    one view of them all, so a text pays for each decoder once however many runs it holds;
+    `pieces` maps each decoded stretch of `text` (start, end) to the span it was read from.
+    """
 
     name: str
     text: str
     span: tuple[int, int]
+    pieces: tuple[tuple[int, int, tuple[int, int]], ...] = ()
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        """The span of the original that the view's text[start:end] was decoded from."""
+        spans = [span for first, last, span in self.pieces if first < end and start < last]
+        if not spans:
+            return self.span
+        return (min(span[0] for span in spans), max(span[1] for span in spans))
+
+
+def _joined(name: str, decoded: list[tuple[str, tuple[int, int]]]) -> list[View]:
+    """One view of every payload a decoder found, a line each (none when it found none)."""
+    if not decoded:
+        return []
+    pieces, offset = [], 0
+    for text, span in decoded:
+        pieces.append((offset, offset + len(text), span))
+        offset += len(text) + 1
+    return [View(name, "\n".join(text for text, _ in decoded),
+                 (decoded[0][1][0], decoded[-1][1][1]), tuple(pieces))]
 
 
 @dataclass(frozen=True)
@@ -83,8 +109,12 @@ class Normalised:
 
 
 def normalise(text: str) -> Normalised:
-    """The base view; ASCII text takes a fast path."""
-    if text.isascii():
+    """The base view; ASCII text without control characters takes a fast path.
+
+    Control characters other than whitespace (NUL, escape, C1) are dropped like zero-width
+    ones: a model reads past them, so "ig<NUL>nore" must read "ignore" to the rules too.
+    """
+    if text.isascii() and not ASCII_CONTROLS.search(text):
         return Normalised(text.lower(), tuple(range(len(text))), (), (), (), ())
     chars: list[str] = []
     offsets: list[int] = []
@@ -97,7 +127,8 @@ def normalise(text: str) -> Normalised:
         if char in BIDI_CONTROLS:
             bidi.append(index)
             continue
-        if unicodedata.category(char) == "Cf" or char in "\u034f\u115f\u1160\u3164\uffa0":
+        if (unicodedata.category(char) in ("Cf", "Cc") and not char.isspace()) or \
+                char in "\u034f\u115f\u1160\u3164\uffa0":
             if 0 < index < len(text) - 1 and text[index - 1].isalnum() and \
                     text[index + 1].isalnum():
                 invisible.append(index)
@@ -148,7 +179,11 @@ def _mixes_latin(word: str) -> bool:
 
 
 def decoded_views(text: str, base: Normalised) -> list[View]:
-    """Every hidden reading of the text worth screening again."""
+    """Every hidden reading of the text worth screening again.
+
+    At most one view per decoder (and one Caesar shift, the most English), so screening
+    the views costs a bounded multiple of screening the text, whatever the text holds.
+    """
     whole = (0, len(text))
     lowered = base.text
     # A whole-text transform is worth reading only when it reads more like English than
@@ -168,6 +203,45 @@ def decoded_views(text: str, base: Normalised) -> list[View]:
                          if 0x20 <= ord(text[i]) - 0xE0000 < 0x7F)
         views.append(View("unicode_tags", hidden.lower(), (base.tag_characters[0],
                                                            base.tag_characters[-1] + 1)))
+    views += _spaced_letters(lowered, base, len(text))
+    views += _runs("base64", BASE64_RUN, _base64_payload, text)
+    views += _runs("base32", BASE32_RUN, _base32_text, text)
+    views += _runs("ascii_codes", DECIMAL_RUN, _decimal_text, text)
+    views += _runs("hex", HEX_RUN, _hex_text, text)
+    if text.count("&#") >= 3 or (text.count("&") >= 3 and ";" in text):
+        unescaped = html.unescape(text)
+        if unescaped != text:
+            views.append(View("html_entities", unescaped.lower(), whole))
+    if len(URL_ESCAPE.findall(text)) >= 3:
+        views.append(View("url_encoding", unquote(text).lower(), whole))
+    views += _runs("binary", BINARY_RUN, _binary_text, text)
+    views += _runs("unicode_escapes", UNICODE_ESCAPES, _escaped_text, text)
+    if CIPHER_HINT.search(text):
+        # A Caesar cipher has one key: the shift that reads most like English.
+        score, shift = max((_englishness(_shift(lowered, shift)), shift)
+                           for shift in range(1, 26) if shift != 13)
+        if score > plain:
+            views.append(View(f"caesar{shift}", _shift(lowered, shift), whole))
+    views += _runs("morse", MORSE_RUN, _morse_text, text)
+    quoted = [m.group(2) for m in QUOTED.finditer(text)] if SPLIT_HINT.search(text) else []
+    if len(quoted) >= 2:
+        views.append(View("split_strings", "".join(quoted).lower(), whole))
+    return views
+
+
+def _runs(name: str, pattern: re.Pattern[str], decode, text: str) -> list[View]:
+    """One view of every run of `pattern` in the text that `decode` reads as text."""
+    decoded = []
+    for match in pattern.finditer(text):
+        plain = decode(match.group())
+        if plain:
+            decoded.append((plain.lower(), match.span()))
+    return _joined(name, decoded)
+
+
+def _spaced_letters(lowered: str, base: Normalised, length: int) -> list[View]:
+    """The text with every spaced-out word joined up ("i g n o r e" reads "ignore")."""
+    parts, pieces, cursor, offset = [], [], 0, 0
     for match in SPACED_LETTERS.finditer(lowered):
         segment = match.group()
         if re.search(r"\w[._*-]\w", segment) and " " in segment:
@@ -177,59 +251,17 @@ def decoded_views(text: str, base: Normalised) -> list[View]:
             # Runs of separators mark word boundaries ("i g n o r e   a l l").
             joined = re.sub(r"[ ._*-]", "", re.sub(r"[ ._*-]{2,}", "\0", segment))
             joined = joined.replace("\0", " ")
-        views.append(View("spaced_letters", lowered[:match.start()] + joined
-                          + lowered[match.end():], base.original_span(*match.span(),
-                                                                      len(text))))
-    for match in BASE64_RUN.finditer(text):
-        decoded = _base64_text(match.group())
-        if decoded:
-            inner = _base64_text(decoded.strip())  # base64 inside base64
-            views.append(View("base64", (inner or decoded).lower(), match.span()))
-    for match in BASE32_RUN.finditer(text):
-        try:
-            decoded = _printable(base64.b32decode(match.group() + "=" * (-len(match.group())
-                                                                          % 8)))
-        except (binascii.Error, ValueError):
-            decoded = None
-        if decoded:
-            views.append(View("base32", decoded.lower(), match.span()))
-    for match in DECIMAL_RUN.finditer(text):
-        decoded = _printable(bytes(int(n) for n in re.findall(r"\d+", match.group())))
-        if decoded:
-            views.append(View("ascii_codes", decoded.lower(), match.span()))
-    for match in HEX_RUN.finditer(text):
-        decoded = _hex_text(match.group())
-        if decoded:
-            views.append(View("hex", decoded.lower(), match.span()))
-    if text.count("&#") >= 3 or (text.count("&") >= 3 and ";" in text):
-        unescaped = html.unescape(text)
-        if unescaped != text:
-            views.append(View("html_entities", unescaped.lower(), whole))
-    if len(URL_ESCAPE.findall(text)) >= 3:
-        views.append(View("url_encoding", unquote(text).lower(), whole))
-    for match in BINARY_RUN.finditer(text):
-        decoded = _printable(bytes(int(b, 2) for b in re.findall(r"[01]{8}", match.group())))
-        if decoded:
-            views.append(View("binary", decoded.lower(), match.span()))
-    for match in UNICODE_ESCAPES.finditer(text):
-        try:
-            decoded = codecs.decode(match.group(), "unicode_escape")
-        except UnicodeDecodeError:
-            continue
-        views.append(View("unicode_escapes", decoded.lower(), match.span()))
-    if CIPHER_HINT.search(text):
-        for shift in range(1, 26):
-            shifted = _shift(lowered, shift)
-            if shift != 13 and _englishness(shifted) > plain:
-                views.append(View(f"caesar{shift}", shifted, whole))
-    for match in MORSE_RUN.finditer(text):
-        decoded = _morse_text(match.group())
-        if decoded:
-            views.append(View("morse", decoded, match.span()))
-    quoted = [m.group(2) for m in QUOTED.finditer(text)] if SPLIT_HINT.search(text) else []
-    if len(quoted) >= 2:
-        views.append(View("split_strings", "".join(quoted).lower(), whole))
-    return views
+        offset += match.start() - cursor
+        parts += [lowered[cursor:match.start()], joined]
+        pieces.append((offset, offset + len(joined), base.original_span(*match.span(),
+                                                                        length)))
+        offset += len(joined)
+        cursor = match.end()
+    if not pieces:
+        return []
+    parts.append(lowered[cursor:])
+    return [View("spaced_letters", "".join(parts), (pieces[0][2][0], pieces[-1][2][1]),
+                 tuple(pieces))]
 
 
 def _englishness(text: str) -> float:
@@ -265,6 +297,33 @@ def _base64_text(run: str) -> str | None:
         if text:
             return text
     return None
+
+
+def _base64_payload(run: str) -> str | None:
+    decoded = _base64_text(run)
+    return (_base64_text(decoded.strip()) or decoded) if decoded else None  # base64 in base64
+
+
+def _base32_text(run: str) -> str | None:
+    try:
+        return _printable(base64.b32decode(run + "=" * (-len(run) % 8)))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _decimal_text(run: str) -> str | None:
+    return _printable(bytes(int(n) for n in re.findall(r"\d+", run)))
+
+
+def _binary_text(run: str) -> str | None:
+    return _printable(bytes(int(b, 2) for b in re.findall(r"[01]{8}", run)))
+
+
+def _escaped_text(run: str) -> str | None:
+    try:
+        return codecs.decode(run, "unicode_escape")
+    except UnicodeDecodeError:
+        return None
 
 
 def _hex_text(run: str) -> str | None:
