@@ -78,3 +78,21 @@ def test_card_numbers_must_pass_luhn(tmp_path):
     template.write_text(GOOD.replace("{{ answer }}", "{{ answer }} card 4111 1111 1111 1111"))
     assert [f.message for f in lint_file(template) if f.rule == "PL011"] == [
         "card number (passes Luhn)"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"\xff\xfe-\x00-\x00", "UTF-16"),
+    (b"---\nid: a\xe9\n---\nbody", "not valid UTF-8"),
+    (b"---\nid: [\n---\nbody", "not valid YAML"),
+    (b"---\n- a\n---\nbody", "must be a YAML mapping"),
+    (b"---\nid: a\nversion: 1\nowner: o\nvariables: question\n---\nbody", "list of names"),
+])
+def test_a_malformed_template_is_a_clear_error(tmp_path, content, message):
+    from plimsoll.errors import PlimsollError
+    from plimsoll.prompts import load_template
+
+    path = tmp_path / "answer.md"
+    path.write_bytes(content)
+    with pytest.raises(PlimsollError, match=message) as caught:
+        load_template(path)
+    assert caught.value.file == str(path)
