@@ -338,12 +338,29 @@ def _promotion(args: argparse.Namespace, layout: HomeLayout) -> int:
             raise PlimsollError("the reviewer's name is empty", field="--by",
                                 fix="pass your name: --by 'Ada Lovelace'")
         registry.version(args.model, args.version)  # a missing version says so
+        _refuse_self_review(args, layout, reviewer)
         # approval.by first: the sensor never sees a decision without its reviewer.
         registry.set_tag(args.model, args.version, APPROVED_BY, reviewer)
         registry.set_tag(args.model, args.version, APPROVAL, args.decision)
         print(f"{args.model} v{args.version}: approval={args.decision} by {reviewer}; the "
               "approval sensor acts on it at its next tick")
     return 0
+
+
+def _refuse_self_review(args: argparse.Namespace, layout: HomeLayout, reviewer: str) -> None:
+    """Say now what the approval sensor would refuse later: a trainer approving their own."""
+    from plimsoll.lineage_record import LineageRecords, normalise_identity
+    from plimsoll.sql_tables import StoreError
+
+    try:
+        record = LineageRecords(os.environ.get("PLIMSOLL_LEDGER_URL") or layout.ledger_url,
+                                create=False).get(args.model, str(args.version))
+    except StoreError:
+        return  # no record store here: the sensor decides with the deployment's
+    if record is not None and normalise_identity(reviewer) in record.trainers:
+        raise PlimsollError(f"{reviewer} trained {args.model} version {args.version} and "
+                            "cannot review it", field="--by", fix="ask another reviewer; "
+                            "nothing was changed")
 
 
 def _history(args: argparse.Namespace, ledger) -> int:
@@ -392,6 +409,10 @@ def _status(args: argparse.Namespace, registry, ledger) -> int:
 
 
 def _query(args: argparse.Namespace, layout: HomeLayout) -> int:
+    if not args.question.strip():
+        raise PlimsollError("the question is empty", field="question",
+                            fix='ask something, e.g. plimsoll index query "how do I split a '
+                            'string?"')
     from plimsoll.encoder import Encoder, EncoderDirectory
     from plimsoll.index_snapshot import IndexSnapshot, query_snapshot
 

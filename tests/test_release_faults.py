@@ -314,6 +314,9 @@ def test_the_sql_fast_path_refuses_a_deleted_version(stores):
      "is not an MLflow store", None),
     (["review", "1", "approved", "--by", "  "], {}, "reviewer's name is empty", None),
     (["index", "query", "hello", "-k", "0"], {}, "out of range", None),
+    (["index", "query", "  "], {}, "the question is empty", None),
+    (["review", "1", "approved", "--by", " TESS ", "--model", MODEL], {},
+     "TESS trained m version 1 and cannot review it", None),
 ])
 def test_bad_release_commands_exit_2_and_create_nothing(stores, args, env, message, created):
     directory = stores["dir"]
