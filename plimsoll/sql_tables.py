@@ -70,7 +70,7 @@ def open_engine(url: str, what: str, *, create: bool = True, env: str | None = N
 
 
 def store_error(exc: Exception, what: str, url: str, doing: str,
-                kind: type[StoreError] = StoreError) -> StoreError:
+                kind: type[StoreError] = StoreError, field: str = "url") -> StoreError:
     """A SQLAlchemy failure as a message that names the store, what failed and the fix."""
     text = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
     if "readonly" in text.replace("-", "").replace(" ", "").lower() or \
@@ -78,7 +78,7 @@ def store_error(exc: Exception, what: str, url: str, doing: str,
         fix = f"make the {what} writable ({describe_url(url)}); nothing was changed"
     else:
         fix = f"check the database at {describe_url(url)}; nothing was changed"
-    return kind(f"could not {doing} the {what} ({text})", field="url", fix=fix)
+    return kind(f"could not {doing} the {what} ({text})", field=field, fix=fix)
 
 
 def open_table(url: str, what: str, define: Callable[[object], object], *,
@@ -92,7 +92,8 @@ def open_table(url: str, what: str, define: Callable[[object], object], *,
     try:
         twice(lambda: metadata.create_all(engine))
     except sa.exc.SQLAlchemyError as exc:
-        raise store_error(exc, what, url, "open") from None
+        raise store_error(exc, what, url, "open",
+                          field=f"${env}" if env else "url") from None
     return engine, table
 
 
