@@ -338,7 +338,7 @@ def _promotion(args: argparse.Namespace, layout: HomeLayout) -> int:
             raise PlimsollError("the reviewer's name is empty", field="--by",
                                 fix="pass your name: --by 'Ada Lovelace'")
         registry.version(args.model, args.version)  # a missing version says so
-        _refuse_self_review(args, layout, reviewer)
+        _warn_self_review(args, layout, reviewer)
         # approval.by first: the sensor never sees a decision without its reviewer.
         registry.set_tag(args.model, args.version, APPROVED_BY, reviewer)
         registry.set_tag(args.model, args.version, APPROVAL, args.decision)
@@ -347,8 +347,12 @@ def _promotion(args: argparse.Namespace, layout: HomeLayout) -> int:
     return 0
 
 
-def _refuse_self_review(args: argparse.Namespace, layout: HomeLayout, reviewer: str) -> None:
-    """Say now what the approval sensor would refuse later: a trainer approving their own."""
+def _warn_self_review(args: argparse.Namespace, layout: HomeLayout, reviewer: str) -> None:
+    """Say now what the approval sensor will refuse: a trainer approving their own version.
+
+    The tags are still set, exactly as in the MLflow UI, so the refusal is recorded on the
+    version by the sensor, where every reviewer looks.
+    """
     from plimsoll.lineage_record import LineageRecords, normalise_identity
     from plimsoll.sql_tables import StoreError
 
@@ -358,9 +362,8 @@ def _refuse_self_review(args: argparse.Namespace, layout: HomeLayout, reviewer: 
     except StoreError:
         return  # no record store here: the sensor decides with the deployment's
     if record is not None and normalise_identity(reviewer) in record.trainers:
-        raise PlimsollError(f"{reviewer} trained {args.model} version {args.version} and "
-                            "cannot review it", field="--by", fix="ask another reviewer; "
-                            "nothing was changed")
+        print(f"plimsoll: warning: {reviewer} trained {args.model} version {args.version}; "
+              "the approval sensor will refuse this as self-approval", file=sys.stderr)
 
 
 def _history(args: argparse.Namespace, ledger) -> int:
