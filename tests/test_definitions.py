@@ -125,6 +125,14 @@ def test_prod_instance_config_is_valid_dagster_config():
     assert config["run_launcher"]["class"] == "K8sRunLauncher"
 
 
+def test_prod_run_and_step_pods_get_the_secrets():
+    from dagster._core.instance.config import dagster_instance_config
+
+    config, _ = dagster_instance_config(str(REPO_ROOT / "platform_defs" / "instance" / "prod"))
+    # The prod profile needs DAGSTER_PG_URL, the eval registry URL and the signing key there.
+    assert config["run_launcher"]["config"]["env_secrets"] == ["plimsoll-secrets"]
+
+
 def test_invalid_policy_fails_definitions_load(home, tmp_path, monkeypatch):
     from plimsoll.policy import PolicyError
 
