@@ -271,10 +271,10 @@ class Promoter:
         another writer that appended first, stops the move before any alias changes. A
         failure after the alias moved is completed by the next reconcile.
         """
-        self.reconcile()
-        head = self.ledger.head(self.model)
+        rows = self._settled_rows()
+        head = rows[-1].entry_id if rows else 0
         current = self.alias(CHAMPION)
-        moves = self.ledger.moves(self.model)
+        moves = [r for r in rows if r.status == "done" and r.action in ("promote", "rollback")]
         last = moves[-1] if moves else None
         if current == version and last is not None and last.to_version == version and \
                 last.action == action:
@@ -311,6 +311,22 @@ class Promoter:
                 f"({exc.problem})", field="ledger", fix="the next `plimsoll rollback`, "
                 f"`plimsoll status` or approval tick completes ledger entry "
                 f"{intent.entry_id}; make the ledger writable") from None
+
+    def _settled_rows(self) -> list[LedgerEntry]:
+        """The ledger's rows, read at once, with no intent left open.
+
+        The decision to move is made on these rows and holds only if nothing is appended
+        after the last of them: the intent is appended `after` it, so a writer that got in
+        between turns ours into a LedgerConflict.
+        """
+        for _attempt in range(3):
+            rows = self.ledger.rows(self.model)
+            completed = {r.completes for r in rows if r.completes is not None}
+            if not any(r.status == "intent" and r.entry_id not in completed for r in rows):
+                return rows
+            self.reconcile()  # completes, reverts, or raises MoveInProgress
+        raise MoveInProgress("the promotion ledger keeps changing under this move",
+                             field="champion", fix="retry in a minute; nothing was changed")
 
     def _settle(self, intent: LedgerEntry) -> None:
         """After a failed alias move: record what happened if it can be known now."""
