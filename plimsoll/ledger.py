@@ -178,11 +178,14 @@ class PromotionLedger:
 
     def open_intents(self, model: str) -> list[LedgerEntry]:
         """Intents no done or reverted row completes yet."""
-        rows = self.rows(model)
-        completed = {e.completes for e in rows if e.completes is not None}
-        return [e for e in rows if e.status == "intent" and e.entry_id not in completed]
+        return unfinished(self.rows(model))
 
     def close(self) -> None:
         """Release connections."""
         self._engine.dispose()
 
+
+def unfinished(rows: list[LedgerEntry]) -> list[LedgerEntry]:
+    """The intents among `rows` that no done or reverted row among them completes."""
+    completed = {e.completes for e in rows if e.completes is not None}
+    return [e for e in rows if e.status == "intent" and e.entry_id not in completed]

@@ -102,11 +102,6 @@ class LineageRecords:
             if create:
                 raise store_error(exc, WHAT, url, "open", LineageRecordError) from None
 
-    @property
-    def signed(self) -> bool:
-        """True when rows are signed with PLIMSOLL_SIGNING_KEY."""
-        return self._key is not None
-
     def record(self, model: str, version: str, lineage: dict[str, str],
                trainers: list[str]) -> LineageRecord:
         """Write the record of a new version; a version is recorded once."""

@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 from plimsoll.alias_store import AliasBackend, MlflowAliases
 from plimsoll.errors import PlimsollError
 from plimsoll.gate import Verdict, evaluate_gates
-from plimsoll.ledger import LedgerConflict, LedgerEntry, LedgerError, PromotionLedger
+from plimsoll.ledger import (
+    LedgerConflict,
+    LedgerEntry,
+    LedgerError,
+    PromotionLedger,
+    unfinished,
+)
 from plimsoll.lineage_record import LineageRecords, normalise_identity
 from plimsoll.policy import Policy
 from plimsoll.registry import DIGEST_TAG, LINEAGE_PREFIX, RECORDED_PREFIX, ModelRegistry
@@ -321,8 +327,7 @@ class Promoter:
         """
         for _attempt in range(3):
             rows = self.ledger.rows(self.model)
-            completed = {r.completes for r in rows if r.completes is not None}
-            if not any(r.status == "intent" and r.entry_id not in completed for r in rows):
+            if not unfinished(rows):
                 return rows
             self.reconcile()  # completes, reverts, or raises MoveInProgress
         raise MoveInProgress("the promotion ledger keeps changing under this move",
