@@ -65,7 +65,7 @@ def build_candidate_assets(slice_names: list[str]) -> list[dg.AssetsDefinition]:
                     eval_registry: EvalRegistryStore) -> dg.Output[dict]:
         """How good the candidate is against the base encoder and BM25, on the eval set."""
         from platform_defs.profiles import REPO_ROOT
-        from plimsoll.candidate_eval import run_candidate_eval
+        from plimsoll.evaluation.candidate import run_candidate_eval
 
         outcome = run_candidate_eval(
             repo_root=REPO_ROOT, reports_dir=home.layout.eval_reports,
@@ -113,7 +113,7 @@ def build_candidate_assets(slice_names: list[str]) -> list[dg.AssetsDefinition]:
                         candidate_index: dict, eval_report: dict,
                         mlflow: MlflowStore) -> dg.MaterializeResult:
         """The evaluated bundle as an immutable, fully traced version in the MLflow registry."""
-        from plimsoll.candidate_eval import register_candidate
+        from plimsoll.evaluation.candidate import register_candidate
 
         version, tags = register_candidate(
             registry=mlflow.registry(), model_name=mlflow.model_name,

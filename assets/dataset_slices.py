@@ -9,7 +9,7 @@ GROUP = "datasets"
 
 def slice_check_specs() -> list[dg.AssetCheckSpec]:
     """One blocking check per Great Expectations check group."""
-    from plimsoll.validation import SLICE_CHECKS
+    from plimsoll.datasets.validation import SLICE_CHECKS
 
     return [dg.AssetCheckSpec(spec.name, asset="dataset_slice", blocking=True,
                               description=spec.description) for spec in SLICE_CHECKS]
@@ -29,9 +29,9 @@ def build_dataset_slice(slice_names: list[str]) -> dg.AssetsDefinition:
     def dataset_slice(context: dg.AssetExecutionContext, manifests: DataManifests,
                       slice_storage: SliceStorage) -> dg.MaterializeResult:
         """A versioned, validated slice of training and retrieval data, pinned by content hash."""
-        from plimsoll.manifests import load_manifest, manifest_digest
-        from plimsoll.slices import build_slice
-        from plimsoll.validation import validate_slice
+        from plimsoll.datasets.manifests import load_manifest, manifest_digest
+        from plimsoll.datasets.slices import build_slice
+        from plimsoll.datasets.validation import validate_slice
 
         manifest = load_manifest(manifests.manifest_path(context.partition_key))
         table = build_slice(manifest)

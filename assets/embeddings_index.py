@@ -25,10 +25,10 @@ def snapshot_output(context: dg.AssetExecutionContext, config: IndexConfig,
     """Build (or reuse) a snapshot of the published slices with one encoder."""
     from tqdm import tqdm
 
-    from plimsoll.chunking import ChunkingParams
-    from plimsoll.encoder import EncoderDirectory
-    from plimsoll.errors import PlimsollError
-    from plimsoll.index_snapshot import SnapshotBuilder
+    from plimsoll.common.errors import PlimsollError
+    from plimsoll.retrieval.chunking import ChunkingParams
+    from plimsoll.retrieval.encoder import EncoderDirectory
+    from plimsoll.retrieval.snapshot import SnapshotBuilder
 
     unknown = sorted(set(config.slices) - set(slice_names))
     if unknown:

@@ -25,8 +25,8 @@ def nightly_eval(context: dg.AssetExecutionContext, config: NightlyConfig, mlflo
                  eval_registry: EvalRegistryStore) -> dg.MaterializeResult:
     """Tonight's scores of the champion and the challenger on the full (nightly) eval set."""
     from platform_defs.profiles import REPO_ROOT
-    from plimsoll.nightly import run_nightly
-    from plimsoll.provenance import git_commit
+    from plimsoll.common.provenance import git_commit
+    from plimsoll.evaluation.nightly import run_nightly
 
     promoter = promotion.promoter(mlflow)
     result = run_nightly(promoter, REPO_ROOT / promoter.policy.nightly.evalset,

@@ -67,13 +67,13 @@ def slices_failing_checks(instance: dg.DagsterInstance, names: list[str]) -> lis
     return failing
 
 
-def read_training_pairs(training_pairs: dict) -> list:  # -> list[plimsoll.training.Pair]
+def read_training_pairs(training_pairs: dict) -> list:  # -> list[plimsoll.training.finetune.Pair]
     """The pairs file named by the training_pairs value, checked against its digest."""
     import json
 
-    from plimsoll.errors import PlimsollError
-    from plimsoll.hashing import sha256_file
-    from plimsoll.training import Pair
+    from plimsoll.common.errors import PlimsollError
+    from plimsoll.common.hashing import sha256_file
+    from plimsoll.training.finetune import Pair
 
     path = Path(training_pairs["path"])
     if not path.is_file() or sha256_file(path) != training_pairs["digest"]:
@@ -93,7 +93,7 @@ def _train_in_run(context: dg.AssetExecutionContext, client: object, run_id: str
                   pairs: list, params: object, device: str, precision: str,
                   pairs_digest: str, home: PlimsollHome) -> object:
     """Log the run's inputs, fine-tune, and log its outputs; the run ends FINISHED."""
-    from plimsoll.training import fine_tune
+    from plimsoll.training.finetune import fine_tune
 
     for key, value in {**params.as_dict(), "base_model_digest": base.digest,
                        "pair_count": len(pairs), "device": device,
@@ -141,10 +141,10 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
         import os
         import tempfile
 
-        from plimsoll.errors import PlimsollError
-        from plimsoll.hashing import sha256_file, sha256_json
-        from plimsoll.manifests import load_manifest, manifest_digest
-        from plimsoll.training_pairs import derive_pairs
+        from plimsoll.common.errors import PlimsollError
+        from plimsoll.common.hashing import sha256_file, sha256_json
+        from plimsoll.datasets.manifests import load_manifest, manifest_digest
+        from plimsoll.training.pairs import derive_pairs
 
         unknown = sorted(set(config.training_slices) - set(slice_names))
         if unknown:
@@ -191,9 +191,9 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
                           training_pairs: dict, home: PlimsollHome, encoder: EncoderModel,
                           mlflow: MlflowStore) -> dg.Output[dict]:
         """The encoder fine-tuned for retrieval on the training pairs, as a hashed checkpoint."""
-        from plimsoll.promotion import current_actor
-        from plimsoll.provenance import container_image_digest, git_commit
-        from plimsoll.training import (
+        from plimsoll.common.provenance import container_image_digest, git_commit
+        from plimsoll.release.promotion import current_actor
+        from plimsoll.training.finetune import (
             ASSET_TAG,
             DAGSTER_RUN_TAG,
             TrainingParams,

@@ -31,12 +31,12 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from plimsoll.chunking import ChunkingParams  # noqa: E402
-from plimsoll.encoder import EncoderDirectory  # noqa: E402
-from plimsoll.index_snapshot import SnapshotBuilder, iter_chunks  # noqa: E402
-from plimsoll.manifests import load_manifest  # noqa: E402
-from plimsoll.slice_store import SliceStore  # noqa: E402
-from plimsoll.slices import SliceTable, build_slice, content_hash  # noqa: E402
+from plimsoll.datasets.manifests import load_manifest  # noqa: E402
+from plimsoll.datasets.slices import SliceTable, build_slice, content_hash  # noqa: E402
+from plimsoll.datasets.store import SliceStore  # noqa: E402
+from plimsoll.retrieval.chunking import ChunkingParams  # noqa: E402
+from plimsoll.retrieval.encoder import EncoderDirectory  # noqa: E402
+from plimsoll.retrieval.snapshot import SnapshotBuilder, iter_chunks  # noqa: E402
 
 PARAMS = ChunkingParams()
 
@@ -62,7 +62,7 @@ def reference_slices(store: SliceStore, max_chunks: int):
 
 
 def iter_chunks_for(doc_id, title, text, slice_name):
-    from plimsoll.chunking import chunk_document
+    from plimsoll.retrieval.chunking import chunk_document
 
     return chunk_document(doc_id, title or "", text, slice_name, PARAMS)
 
@@ -127,7 +127,7 @@ def incremental(encoder_dir, store, slices):
 
 
 def store_frame(store, name):
-    from plimsoll.slices import read_slice
+    from plimsoll.datasets.slices import read_slice
 
     return read_slice(store.published(name).path)
 
@@ -153,12 +153,12 @@ from pathlib import Path
 import pandas as pd
 import psutil
 sys.path.insert(0, sys.argv[1])
-from plimsoll.chunking import ChunkingParams
-from plimsoll.encoder import EncoderDirectory
-from plimsoll.index_snapshot import SnapshotBuilder
-from plimsoll.manifests import SliceManifest
-from plimsoll.slice_store import SliceStore
-from plimsoll.slices import SLICE_COLUMNS, SliceTable, content_hash
+from plimsoll.retrieval.chunking import ChunkingParams
+from plimsoll.retrieval.encoder import EncoderDirectory
+from plimsoll.retrieval.snapshot import SnapshotBuilder
+from plimsoll.datasets.manifests import SliceManifest
+from plimsoll.datasets.store import SliceStore
+from plimsoll.datasets.slices import SLICE_COLUMNS, SliceTable, content_hash
 
 docs = int(sys.argv[2])
 words = ("plimsoll snapshot index encoder chunk slice manifest lineage model version "

@@ -37,13 +37,13 @@ sys.path.insert(0, str(REPO))
 
 from finetune_timing import timed_fine_tune  # noqa: E402
 
-from plimsoll.encoder import (  # noqa: E402
+from plimsoll.evaluation.metrics import retrieval_scores  # noqa: E402
+from plimsoll.retrieval.encoder import (  # noqa: E402
     Encoder,
     EncoderDirectory,
     copy_sentence_transformers_files,
 )
-from plimsoll.retrieval_metrics import retrieval_scores  # noqa: E402
-from plimsoll.training import (  # noqa: E402
+from plimsoll.training.finetune import (  # noqa: E402
     Pair,
     TrainingInterrupted,
     TrainingParams,
@@ -62,12 +62,12 @@ def export(folder: Path) -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from plimsoll.chunking import ChunkingParams
-    from plimsoll.index_snapshot import iter_chunks
-    from plimsoll.manifests import load_manifest
-    from plimsoll.slice_store import SliceStore
-    from plimsoll.slices import build_slice
-    from plimsoll.training_pairs import derive_pairs
+    from plimsoll.datasets.manifests import load_manifest
+    from plimsoll.datasets.slices import build_slice
+    from plimsoll.datasets.store import SliceStore
+    from plimsoll.retrieval.chunking import ChunkingParams
+    from plimsoll.retrieval.snapshot import iter_chunks
+    from plimsoll.training.pairs import derive_pairs
 
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

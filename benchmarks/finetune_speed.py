@@ -32,22 +32,22 @@ sys.path.insert(0, str(REPO))
 
 from finetune_timing import timed_fine_tune  # noqa: E402
 
-from plimsoll.answerer import Answerer  # noqa: E402
-from plimsoll.chunking import ChunkingParams  # noqa: E402
-from plimsoll.encoder import (  # noqa: E402
+from plimsoll.datasets.manifests import load_manifest  # noqa: E402
+from plimsoll.datasets.slices import build_slice  # noqa: E402
+from plimsoll.datasets.store import SliceStore  # noqa: E402
+from plimsoll.evaluation.evalsets import load_evalset  # noqa: E402
+from plimsoll.evaluation.scoring import evaluate_answerer  # noqa: E402
+from plimsoll.retrieval.chunking import ChunkingParams  # noqa: E402
+from plimsoll.retrieval.encoder import (  # noqa: E402
     Encoder,
     EncoderDirectory,
     copy_sentence_transformers_files,
 )
-from plimsoll.evalsets import load_evalset  # noqa: E402
-from plimsoll.evaluation import evaluate_answerer  # noqa: E402
-from plimsoll.index_snapshot import IndexSnapshot, SnapshotBuilder  # noqa: E402
-from plimsoll.manifests import load_manifest  # noqa: E402
-from plimsoll.prompts import load_template  # noqa: E402
-from plimsoll.slice_store import SliceStore  # noqa: E402
-from plimsoll.slices import build_slice  # noqa: E402
-from plimsoll.training import TrainingParams  # noqa: E402
-from plimsoll.training_pairs import derive_pairs  # noqa: E402
+from plimsoll.retrieval.snapshot import IndexSnapshot, SnapshotBuilder  # noqa: E402
+from plimsoll.serving.answerer import Answerer  # noqa: E402
+from plimsoll.serving.prompts import load_template  # noqa: E402
+from plimsoll.training.finetune import TrainingParams  # noqa: E402
+from plimsoll.training.pairs import derive_pairs  # noqa: E402
 
 EVALSET = REPO / "evalsets" / "python_docs_ci.jsonl"
 NIGHTLY = REPO / "evalsets" / "python_docs_nightly.jsonl"

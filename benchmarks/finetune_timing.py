@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from plimsoll.training import fine_tune
+from plimsoll.training.finetune import fine_tune
 
 
 def timed_fine_tune(base, pairs, params, work: Path, checkpoints: Path) -> tuple:

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from plimsoll.guard import Guard, load_guard_policy  # noqa: E402
-from plimsoll.prompts import load_template  # noqa: E402
+from plimsoll.serving.prompts import load_template  # noqa: E402
 
 CATCH_TARGET, BENIGN_TARGET, BUDGET_MS = 0.95, 0.02, 5.0
 
@@ -110,7 +110,7 @@ def _per_item_ms(function, texts: list[str], repeats: int = 3) -> float:
 
 def _encoder_query_ms(texts: list[str]) -> float | None:
     try:
-        from plimsoll.encoder import Encoder, EncoderDirectory
+        from plimsoll.retrieval.encoder import Encoder, EncoderDirectory
 
         encoder = Encoder(EncoderDirectory.open(None))
     except Exception as exc:  # the benchmark still reports the guard without the anchor
@@ -121,8 +121,8 @@ def _encoder_query_ms(texts: list[str]) -> float | None:
 
 
 def _documentation_chunks() -> list[str]:
-    from plimsoll.home import HomeLayout, resolve_home
-    from plimsoll.index_snapshot import IndexSnapshot
+    from plimsoll.common.home import HomeLayout, resolve_home
+    from plimsoll.retrieval.snapshot import IndexSnapshot
 
     snapshots = HomeLayout(resolve_home()).index_snapshots
     found = sorted((p for p in snapshots.glob("*") if (p / "manifest.json").is_file()),

@@ -21,17 +21,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from plimsoll.chunking import ChunkingParams  # noqa: E402
-from plimsoll.encoder import EncoderDirectory  # noqa: E402
-from plimsoll.home import HomeLayout  # noqa: E402
-from plimsoll.index_snapshot import SnapshotBuilder  # noqa: E402
-from plimsoll.ledger import PromotionLedger  # noqa: E402
-from plimsoll.manifests import load_manifest  # noqa: E402
-from plimsoll.policy import load_policy  # noqa: E402
-from plimsoll.promotion import Promoter  # noqa: E402
-from plimsoll.registry import Bundle, ModelRegistry, lineage_tags  # noqa: E402
-from plimsoll.slice_store import SliceStore  # noqa: E402
-from plimsoll.slices import build_slice  # noqa: E402
+from plimsoll.common.home import HomeLayout  # noqa: E402
+from plimsoll.datasets.manifests import load_manifest  # noqa: E402
+from plimsoll.datasets.slices import build_slice  # noqa: E402
+from plimsoll.datasets.store import SliceStore  # noqa: E402
+from plimsoll.release.ledger import PromotionLedger  # noqa: E402
+from plimsoll.release.policy import load_policy  # noqa: E402
+from plimsoll.release.promotion import Promoter  # noqa: E402
+from plimsoll.release.registry import Bundle, ModelRegistry, lineage_tags  # noqa: E402
+from plimsoll.retrieval.chunking import ChunkingParams  # noqa: E402
+from plimsoll.retrieval.encoder import EncoderDirectory  # noqa: E402
+from plimsoll.retrieval.snapshot import SnapshotBuilder  # noqa: E402
 
 TARGET_S, SEED_PRACTICE_S = 1.0, 300.0
 

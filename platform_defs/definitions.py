@@ -13,8 +13,8 @@ from assets.nightly import nightly_eval, nightly_eval_job, nightly_schedule
 from assets.training import build_training_assets
 from platform_defs.k8s import gpu_step_op_tags
 from platform_defs.profiles import active_profile, resources_for
-from plimsoll.manifests import slice_names
-from plimsoll.policy import load_policy
+from plimsoll.datasets.manifests import slice_names
+from plimsoll.release.policy import load_policy
 from sensors.promotion import approval_sensor, promotion_gate_sensor
 from sensors.rollback import rollback_job
 

@@ -8,8 +8,8 @@ import argparse
 import os
 import sys
 
-from plimsoll.boundary import debug_requested, run_guarded
-from plimsoll.home import HomeLayout, resolve_home
+from plimsoll.common.boundary import debug_requested, run_guarded
+from plimsoll.common.home import HomeLayout, resolve_home
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from plimsoll.manifests import Classification, load_manifest, manifest_paths
+from plimsoll.datasets.manifests import Classification, load_manifest, manifest_paths
 
 _ORDER = [c.value for c in Classification]  # public < internal < confidential < restricted
 GPU_NAMESPACE = "plimsoll-gpu"

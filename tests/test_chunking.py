@@ -1,6 +1,6 @@
 import pytest
 
-from plimsoll.chunking import ChunkingParams, chunk_document
+from plimsoll.retrieval.chunking import ChunkingParams, chunk_document
 
 
 def test_windows_overlap_and_ids_are_stable():

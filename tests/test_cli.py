@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from plimsoll.cli import main
+from plimsoll.cli.main import main
 
 PLIMSOLL = str(Path(sys.executable).parent / "plimsoll")
 
@@ -34,13 +34,13 @@ def test_query_without_snapshot(home, capsys):
 
 
 def test_query_prints_ranked_hits(home, manifests, capsys):
-    from plimsoll.chunking import ChunkingParams
-    from plimsoll.encoder import EncoderDirectory
-    from plimsoll.home import HomeLayout
-    from plimsoll.index_snapshot import SnapshotBuilder
-    from plimsoll.manifests import load_manifest
-    from plimsoll.slice_store import SliceStore
-    from plimsoll.slices import build_slice
+    from plimsoll.common.home import HomeLayout
+    from plimsoll.datasets.manifests import load_manifest
+    from plimsoll.datasets.slices import build_slice
+    from plimsoll.datasets.store import SliceStore
+    from plimsoll.retrieval.chunking import ChunkingParams
+    from plimsoll.retrieval.encoder import EncoderDirectory
+    from plimsoll.retrieval.snapshot import SnapshotBuilder
 
     layout = HomeLayout(home)
     store = SliceStore(layout.dvc_workspace, str(layout.dvc_remote))

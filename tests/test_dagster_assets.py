@@ -32,8 +32,8 @@ def _metadata(result, node):
 
 
 def test_slices_then_index_end_to_end(definitions, instance):
-    from plimsoll.manifests import load_manifest
-    from plimsoll.slices import build_slice
+    from plimsoll.datasets.manifests import load_manifest
+    from plimsoll.datasets.slices import build_slice
 
     for name in ("faq", "notes"):
         result = _slice(definitions, instance, name)
@@ -100,9 +100,9 @@ def test_failing_check_stops_downstream_in_the_same_run(home, manifests, instanc
     assert checks["text_not_null"].metadata["sample_failing_ids"].value == ["empty"]
     assert _metadata(result, "dataset_slice")["published"] is False
 
-    from plimsoll.errors import StorageError
-    from plimsoll.home import HomeLayout
-    from plimsoll.slice_store import SliceStore
+    from plimsoll.common.errors import StorageError
+    from plimsoll.common.home import HomeLayout
+    from plimsoll.datasets.store import SliceStore
 
     with pytest.raises(StorageError, match="has not been published"):
         SliceStore(HomeLayout(home).dvc_workspace, "unused").published("bad")
@@ -124,8 +124,8 @@ def test_malformed_manifest_fails_the_partition_with_a_readable_error(
 
 def test_a_failing_new_version_leaves_the_published_one_current(
         home, manifests, definitions, instance):
-    from plimsoll.home import HomeLayout
-    from plimsoll.slice_store import SliceStore
+    from plimsoll.common.home import HomeLayout
+    from plimsoll.datasets.store import SliceStore
 
     assert _slice(definitions, instance, "faq").success
     store = SliceStore(HomeLayout(home).dvc_workspace, "unused")

@@ -5,7 +5,7 @@ import sys
 import pytest
 from conftest import REPO_ROOT
 
-from plimsoll.errors import PlimsollError
+from plimsoll.common.errors import PlimsollError
 
 
 def _load():
@@ -134,7 +134,7 @@ def test_prod_run_and_step_pods_get_the_secrets():
 
 
 def test_invalid_policy_fails_definitions_load(home, tmp_path, monkeypatch):
-    from plimsoll.policy import PolicyError
+    from plimsoll.release.policy import PolicyError
 
     bad = tmp_path / "slos.yaml"
     bad.write_text("version: 1\nmodel: m\nminimum: {recall@50: 0.9}\n")

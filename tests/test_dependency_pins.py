@@ -63,7 +63,7 @@ def test_real_dvc_add_push_pull(tmp_path):
 
 def test_plimsoll_data_path_never_imports_hydra(tmp_path):
     code = ("import sys; from pathlib import Path;"
-            "from plimsoll.slice_store import SliceStore;"
+            "from plimsoll.datasets.store import SliceStore;"
             "s = SliceStore(Path(sys.argv[1]) / 'dvc', sys.argv[1] + '/remote');"
             "import dvc.repo; print([m for m in sys.modules if m.split('.')[0] == 'hydra'])")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,

@@ -136,7 +136,7 @@ def test_a_server_that_never_answers_is_named_within_the_timeout(files, capsys, 
 
 
 def test_a_missing_model_in_a_reachable_store_is_named(files, capsys, monkeypatch):
-    from plimsoll.registry import ModelRegistry
+    from plimsoll.release.registry import ModelRegistry
 
     uri = f"sqlite:///{files / 'mlflow.db'}"
     ModelRegistry(uri).client.search_registered_models()  # creates the empty store
@@ -146,12 +146,12 @@ def test_a_missing_model_in_a_reachable_store_is_named(files, capsys, monkeypatc
 
 
 def test_an_unexpected_error_exits_3_and_says_how_to_see_it(files, capsys, monkeypatch):
-    import plimsoll.evalsets
+    import plimsoll.evaluation.evalsets
 
     def broken(path):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(plimsoll.evalsets, "load_evalset", broken)
+    monkeypatch.setattr(plimsoll.evaluation.evalsets, "load_evalset", broken)
     argv = ["--model", "m", "--evalset", "{tmp}/eval.jsonl"]
     code, err, _ = _run("run_eval", argv, files, capsys)
     assert code == 3 and "unexpected error while" in err

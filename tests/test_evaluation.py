@@ -3,11 +3,11 @@ import json
 import pytest
 from conftest import REPO_ROOT
 
-from plimsoll.errors import PlimsollError
-from plimsoll.eval_registry import EvalRegistry
-from plimsoll.evalsets import EvalSetError, load_evalset
-from plimsoll.prompts import load_template
-from plimsoll.retrieval_metrics import ndcg_at, recall_at, reciprocal_rank
+from plimsoll.common.errors import PlimsollError
+from plimsoll.evaluation.eval_registry import EvalRegistry
+from plimsoll.evaluation.evalsets import EvalSetError, load_evalset
+from plimsoll.evaluation.metrics import ndcg_at, recall_at, reciprocal_rank
+from plimsoll.serving.prompts import load_template
 
 CI_SET = REPO_ROOT / "evalsets" / "python_docs_ci.jsonl"
 
@@ -32,8 +32,8 @@ def test_ci_eval_set_is_big_enough_and_has_unanswerable_questions():
 
 
 def test_ci_eval_set_ids_exist_in_the_reference_corpus():
-    from plimsoll.manifests import load_manifest
-    from plimsoll.slices import build_slice
+    from plimsoll.datasets.manifests import load_manifest
+    from plimsoll.datasets.slices import build_slice
 
     ids = set()
     for name in ("python_help_topics", "stdlib_docstrings", "example_faq"):

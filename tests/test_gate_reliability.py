@@ -9,14 +9,14 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, write_jsonl
 
-from plimsoll.answerer import Answer, GuardReport
-from plimsoll.eval_report import write_report
-from plimsoll.evalsets import load_evalset
-from plimsoll.evaluation import evaluate_answerer
-from plimsoll.gate import evaluate_gates, rate_bounds
+from plimsoll.evaluation.evalsets import load_evalset
+from plimsoll.evaluation.report import write_report
+from plimsoll.evaluation.scoring import evaluate_answerer
 from plimsoll.guard import Finding, Verdict
-from plimsoll.index_snapshot import Hit
-from plimsoll.policy import PolicyError, load_policy
+from plimsoll.release.gate import evaluate_gates, rate_bounds
+from plimsoll.release.policy import PolicyError, load_policy
+from plimsoll.retrieval.snapshot import Hit
+from plimsoll.serving.answerer import Answer, GuardReport
 
 POLICY = load_policy(REPO_ROOT / "policies" / "slos.yaml")
 # A demo candidate as the eval now records it: wall p95 inflated by a CPU hog, CPU time not.

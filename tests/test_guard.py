@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO_ROOT
 
 from plimsoll.guard import CRITICAL, SOFT, Guard, load_guard_policy, redact
-from plimsoll.prompts import load_template
+from plimsoll.serving.prompts import load_template
 
 SYSTEM = load_template(REPO_ROOT / "prompts" / "system.md").render()
 
@@ -159,7 +159,7 @@ def test_redact_replaces_each_span():
 
 
 def test_guard_policy_errors_name_the_field(tmp_path):
-    from plimsoll.errors import PlimsollError
+    from plimsoll.common.errors import PlimsollError
 
     bad = tmp_path / "guard.yaml"
     bad.write_text("version: 1\negress_allowlist: docs.python.org\n")

@@ -6,7 +6,7 @@ import sys
 import pytest
 from conftest import REPO_ROOT
 
-from plimsoll.errors import PlimsollError
+from plimsoll.common.errors import PlimsollError
 from plimsoll.guard import Guard
 from plimsoll.guard.classifier import (
     CARD_PATH,

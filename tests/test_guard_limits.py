@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from plimsoll.errors import PlimsollError
+from plimsoll.common.errors import PlimsollError
 from plimsoll.guard import SOFT, Guard, GuardPolicy, load_guard_policy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -221,7 +221,7 @@ def test_cli_policy_limit_applies(tmp_path):
 @pytest.fixture(scope="module")
 def served(bundle):
     """The pyfunc model of the test bundle, loaded as MLflow would (no registry needed)."""
-    from plimsoll.serving import DocsAssistantModel
+    from plimsoll.serving.pyfunc import DocsAssistantModel
 
     model = DocsAssistantModel()
     artifacts = {"encoder": bundle.encoder_dir, "index_snapshot": bundle.snapshot_dir,
@@ -240,7 +240,7 @@ def test_answerer_answers_a_question_with_a_lone_surrogate(served):
 
 
 def test_answerer_without_a_guard_still_bounds_and_decodes(served):
-    from plimsoll.answerer import Answerer
+    from plimsoll.serving.answerer import Answerer
 
     bare = Answerer(served.answerer.encoder, served.answerer.snapshot,
                     served.answerer.answer_template, served.answerer.abstain_template)

@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 from conftest import FAQ_ROWS, write_jsonl, write_manifest
 
-from plimsoll.chunking import ChunkingParams
-from plimsoll.index_snapshot import (
+from plimsoll.datasets.manifests import load_manifest
+from plimsoll.datasets.slices import build_slice
+from plimsoll.datasets.store import SliceStore
+from plimsoll.retrieval.chunking import ChunkingParams
+from plimsoll.retrieval.snapshot import (
     MANIFEST_FILE,
     CorruptSnapshotError,
     IndexSnapshot,
@@ -26,9 +29,6 @@ from plimsoll.index_snapshot import (
     clean_stale_staging,
     staging_directory,
 )
-from plimsoll.manifests import load_manifest
-from plimsoll.slice_store import SliceStore
-from plimsoll.slices import build_slice
 
 PARAMS = ChunkingParams(chunk_words=24, overlap_words=4)
 
@@ -70,7 +70,7 @@ def _forged_hashes_over_fewer_chunks(snapshot):
     """Hashes rewritten to fit a chunk table from elsewhere: the parts no longer agree."""
     import pyarrow.parquet as pq
 
-    from plimsoll.hashing import sha256_file
+    from plimsoll.common.hashing import sha256_file
 
     table = pq.read_table(snapshot / "chunks.parquet")
     pq.write_table(table.slice(0, table.num_rows - 1), snapshot / "chunks.parquet")
@@ -124,7 +124,7 @@ def test_a_served_model_refuses_a_damaged_snapshot(built, tmp_path, encoder_dir)
     """The pyfunc and `plimsoll serve` open their bundle's snapshot through the same check."""
     from conftest import REPO_ROOT
 
-    from plimsoll.bundles import build_answerer
+    from plimsoll.serving.bundles import build_answerer
 
     _, snapshot = _copy(built, tmp_path)
     _no_file_list_and_shuffled_vectors(snapshot)
@@ -178,7 +178,7 @@ def test_a_killed_build_leaves_nothing_the_next_one_keeps(built, tmp_path, encod
     shutil.rmtree(snapshot)
     killed = subprocess.run(
         [sys.executable, "-c", "import os, sys\n"
-         "from plimsoll.index_snapshot import staging_directory\n"
+         "from plimsoll.retrieval.snapshot import staging_directory\n"
          "from pathlib import Path\n"
          "with staging_directory(Path(sys.argv[1])) as staging:\n"
          "    (staging / 'chunks.parquet').write_bytes(b'half')\n"
@@ -238,7 +238,7 @@ DAMAGED_STATES = [
 @pytest.mark.parametrize(("damage", "reason"), DAMAGED_STATES)
 def test_a_damaged_training_state_is_moved_aside_and_the_run_starts_over(
         tmp_path, model, damage, reason):
-    from plimsoll.training import STATE_FILE, _saved_state
+    from plimsoll.training.finetune import STATE_FILE, _saved_state
 
     path = tmp_path / STATE_FILE
     damage(path, model)
@@ -252,7 +252,7 @@ def test_a_damaged_training_state_is_moved_aside_and_the_run_starts_over(
 
 
 def test_an_intact_state_is_resumed_and_says_so(tmp_path, model):
-    from plimsoll.training import STATE_FILE, _saved_state
+    from plimsoll.training.finetune import STATE_FILE, _saved_state
 
     _save_good(tmp_path / STATE_FILE, model)
     state, note = _saved_state(tmp_path / STATE_FILE, model, total_steps=2)
@@ -261,7 +261,7 @@ def test_an_intact_state_is_resumed_and_says_so(tmp_path, model):
 
 def test_fine_tune_over_a_truncated_state_starts_over_and_records_it(
         tmp_path, encoder_dir, model):
-    from plimsoll.training import (
+    from plimsoll.training.finetune import (
         STATE_FILE,
         Pair,
         TrainingParams,
@@ -323,7 +323,7 @@ def _run(client, experiment, owner, asset="finetuned_encoder", age_s=0.0):
 
 
 def test_runs_left_running_by_dead_steps_are_closed_and_live_ones_kept(mlflow_client):
-    from plimsoll.training import close_abandoned_runs
+    from plimsoll.training.finetune import close_abandoned_runs
 
     client, experiment = mlflow_client
     runs = {
@@ -355,8 +355,8 @@ def test_finetuned_encoder_closes_dead_runs_and_fails_its_own_run_on_error(
 
     from assets.training import TrainingConfig, build_training_assets
     from platform_defs.resources import EncoderModel, MlflowStore, PlimsollHome
-    from plimsoll.errors import PlimsollError
-    from plimsoll.hashing import sha256_file
+    from plimsoll.common.errors import PlimsollError
+    from plimsoll.common.hashing import sha256_file
 
     with dg.instance_for_test() as instance:
         @dg.asset

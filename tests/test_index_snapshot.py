@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 from conftest import FAQ_ROWS, write_jsonl, write_manifest
 
-from plimsoll.chunking import ChunkingParams
-from plimsoll.encoder import EncoderDirectory
-from plimsoll.errors import EncoderError, SnapshotConflictError
-from plimsoll.index_snapshot import IndexSnapshot, SnapshotBuilder, query_snapshot
-from plimsoll.manifests import load_manifest
-from plimsoll.slice_store import SliceStore
-from plimsoll.slices import build_slice
+from plimsoll.common.errors import EncoderError, SnapshotConflictError
+from plimsoll.datasets.manifests import load_manifest
+from plimsoll.datasets.slices import build_slice
+from plimsoll.datasets.store import SliceStore
+from plimsoll.retrieval.chunking import ChunkingParams
+from plimsoll.retrieval.encoder import EncoderDirectory
+from plimsoll.retrieval.snapshot import IndexSnapshot, SnapshotBuilder, query_snapshot
 
 PARAMS = ChunkingParams(chunk_words=24, overlap_words=4)
 

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, write_jsonl, write_manifest
 
-from plimsoll.errors import ManifestError
-from plimsoll.manifests import load_manifest, manifest_paths
+from plimsoll.common.errors import ManifestError
+from plimsoll.datasets.manifests import load_manifest, manifest_paths
 
 
 def test_repository_manifests_declare_the_reference_slices():

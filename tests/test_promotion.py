@@ -4,10 +4,10 @@ import time
 import pytest
 from conftest import REPO_ROOT
 
-from plimsoll.ledger import PromotionLedger
-from plimsoll.lineage_record import LineageRecords
-from plimsoll.policy import PolicyError, load_policy
-from plimsoll.promotion import (
+from plimsoll.release.ledger import PromotionLedger
+from plimsoll.release.lineage_record import LineageRecords
+from plimsoll.release.policy import PolicyError, load_policy
+from plimsoll.release.promotion import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS,
@@ -15,7 +15,7 @@ from plimsoll.promotion import (
     Promoter,
     PromotionError,
 )
-from plimsoll.registry import LINEAGE_PREFIX, ModelRegistry, RegistryError, lineage_tags
+from plimsoll.release.registry import LINEAGE_PREFIX, ModelRegistry, RegistryError, lineage_tags
 
 GOOD = {"recall@5": 0.93, "mrr": 0.80, "grounding_rate": 0.83, "abstention_accuracy": 0.92,
         "latency_p95_ms": 12.0, "cost_per_request": 0.00001, "critical_violations": 0,
@@ -280,7 +280,7 @@ def test_the_training_runs_user_is_a_trainer_too(promoter, bundle):
 
 
 def test_a_forged_trainer_with_a_recomputed_digest_is_refused(promoter, bundle):
-    from plimsoll.registry import DIGEST_TAG, lineage_digest
+    from plimsoll.release.registry import DIGEST_TAG, lineage_digest
 
     version = candidate(promoter, bundle, trained_by="alice")
     promoter.gate(version)
@@ -300,7 +300,7 @@ def test_a_forged_trainer_with_a_recomputed_digest_is_refused(promoter, bundle):
 
 
 def test_only_the_policys_approvers_may_approve(promoter, bundle):
-    from plimsoll.policy import Approval
+    from plimsoll.release.policy import Approval
 
     promoter.policy = promoter.policy.model_copy(update={"approval": Approval(
         approvers=["Rita Reviewer"])})
@@ -330,7 +330,7 @@ def test_the_gate_is_rerun_against_the_champion_of_approval_time(promoter, bundl
 
 def test_a_registration_whose_record_cannot_be_written_leaves_no_version(promoter, bundle,
                                                                          monkeypatch):
-    from plimsoll.lineage_record import LineageRecordError
+    from plimsoll.release.lineage_record import LineageRecordError
 
     def refuse(*args, **kwargs):
         raise LineageRecordError("the lineage record store is read-only")

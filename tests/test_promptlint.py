@@ -5,7 +5,7 @@ import sys
 import pytest
 from conftest import REPO_ROOT
 
-from plimsoll.promptlint import lint_file
+from plimsoll.serving.promptlint import lint_file
 
 GOOD = "---\nid: t\nversion: 1.0.0\nowner: team@plimsoll\nvariables: [answer]\n---\n{{ answer }}\n"
 
@@ -88,8 +88,8 @@ def test_card_numbers_must_pass_luhn(tmp_path):
     (b"---\nid: a\nversion: 1\nowner: o\nvariables: question\n---\nbody", "list of names"),
 ])
 def test_a_malformed_template_is_a_clear_error(tmp_path, content, message):
-    from plimsoll.errors import PlimsollError
-    from plimsoll.prompts import load_template
+    from plimsoll.common.errors import PlimsollError
+    from plimsoll.serving.prompts import load_template
 
     path = tmp_path / "answer.md"
     path.write_bytes(content)

@@ -10,18 +10,18 @@ encoder and BM25).
 import pytest
 from conftest import REPO_ROOT
 
-from plimsoll.answerer import Answerer
-from plimsoll.chunking import ChunkingParams
-from plimsoll.encoder import Encoder, EncoderDirectory
-from plimsoll.evalsets import load_evalset
-from plimsoll.evaluation import evaluate_answerer, evaluate_bm25
-from plimsoll.index_snapshot import IndexSnapshot, SnapshotBuilder
-from plimsoll.manifests import load_manifest
-from plimsoll.prompts import load_template
-from plimsoll.slice_store import SliceStore
-from plimsoll.slices import build_slice
-from plimsoll.training import TrainingParams, fine_tune
-from plimsoll.training_pairs import derive_pairs
+from plimsoll.datasets.manifests import load_manifest
+from plimsoll.datasets.slices import build_slice
+from plimsoll.datasets.store import SliceStore
+from plimsoll.evaluation.evalsets import load_evalset
+from plimsoll.evaluation.scoring import evaluate_answerer, evaluate_bm25
+from plimsoll.retrieval.chunking import ChunkingParams
+from plimsoll.retrieval.encoder import Encoder, EncoderDirectory
+from plimsoll.retrieval.snapshot import IndexSnapshot, SnapshotBuilder
+from plimsoll.serving.answerer import Answerer
+from plimsoll.serving.prompts import load_template
+from plimsoll.training.finetune import TrainingParams, fine_tune
+from plimsoll.training.pairs import derive_pairs
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,8 @@ import mlflow.pyfunc
 import pandas as pd
 import pytest
 
-from plimsoll.lineage_record import LineageRecords
-from plimsoll.registry import (
+from plimsoll.release.lineage_record import LineageRecords
+from plimsoll.release.registry import (
     DIGEST_TAG,
     LINEAGE_PREFIX,
     ModelRegistry,
@@ -120,8 +120,8 @@ def test_the_guard_classifier_travels_with_the_version(registry, bundle, tmp_pat
     import json
     import shutil
 
-    from plimsoll.bundles import open_model
     from plimsoll.guard.classifier import CARD_PATH, MODEL_PATH, load_classifier
+    from plimsoll.serving.bundles import open_model
 
     own = tmp_path / "own" / MODEL_PATH.name
     own.parent.mkdir()

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
-from plimsoll.alias_store import AliasStoreError, RestAliases, SqlAliases
-from plimsoll.ledger import LedgerConflict, PromotionLedger
-from plimsoll.lineage_record import LineageRecords
-from plimsoll.promotion import CHAMPION, MoveInProgress, Promoter, PromotionError
-from plimsoll.registry import DIGEST_TAG, LINEAGE_PREFIX, lineage_digest, lineage_tags
+from plimsoll.release.aliases import AliasStoreError, RestAliases, SqlAliases
+from plimsoll.release.ledger import LedgerConflict, PromotionLedger
+from plimsoll.release.lineage_record import LineageRecords
+from plimsoll.release.promotion import CHAMPION, MoveInProgress, Promoter, PromotionError
+from plimsoll.release.registry import DIGEST_TAG, LINEAGE_PREFIX, lineage_digest, lineage_tags
 
 MODEL = "m"
 PLIMSOLL = [sys.executable, "-m", "plimsoll.cli"]
@@ -77,14 +77,14 @@ def test_a_read_only_ledger_moves_nothing(stores):
 
 KILLED_AFTER_ALIAS_MOVE = """
 import os, sys
-from plimsoll.ledger import PromotionLedger
+from plimsoll.release.ledger import PromotionLedger
 real = PromotionLedger.append
 def append(self, **row):
     if row.get("status") == "done":
         os._exit(9)  # the process dies after the alias moved, before the ledger knows
     return real(self, **row)
 PromotionLedger.append = append
-from plimsoll.cli import main
+from plimsoll.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -348,7 +348,7 @@ def test_review_by_the_trainer_warns_that_the_sensor_will_refuse_it(stores):
 
 
 def test_an_unexpected_error_says_what_was_being_done(capsys):
-    from plimsoll.boundary import doing, run_guarded
+    from plimsoll.common.boundary import doing, run_guarded
 
     def body():
         with doing("moving the champion alias"):
@@ -371,7 +371,7 @@ def test_history_json_shows_the_chain(stores):
 
 
 def test_project_files_resolve_from_any_directory(tmp_path, monkeypatch):
-    from plimsoll.project import project_dir, project_path
+    from plimsoll.common.project import project_dir, project_path
 
     monkeypatch.delenv("PLIMSOLL_PROJECT_DIR", raising=False)
     monkeypatch.chdir(REPO_ROOT / "plimsoll")
@@ -384,7 +384,7 @@ def test_project_files_resolve_from_any_directory(tmp_path, monkeypatch):
 
 
 def test_the_default_home_is_the_projects_from_any_directory(tmp_path, monkeypatch):
-    from plimsoll.home import resolve_home
+    from plimsoll.common.home import resolve_home
 
     monkeypatch.delenv("PLIMSOLL_HOME", raising=False)
     monkeypatch.delenv("PLIMSOLL_PROJECT_DIR", raising=False)
@@ -398,7 +398,7 @@ def test_the_default_home_is_the_projects_from_any_directory(tmp_path, monkeypat
     (NotADirectoryError(20, "Not a directory", "/tmp/afile/home"), "is a file"),
 ])
 def test_a_machine_fault_with_a_path_is_a_clear_error(capsys, error, message):
-    from plimsoll.boundary import run_guarded
+    from plimsoll.common.boundary import run_guarded
 
     def body():
         raise error

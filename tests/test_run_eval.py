@@ -4,8 +4,8 @@ import json
 import pytest
 from conftest import REPO_ROOT
 
-from plimsoll.lineage_record import LineageRecords
-from plimsoll.registry import ModelRegistry, lineage_tags
+from plimsoll.release.lineage_record import LineageRecords
+from plimsoll.release.registry import ModelRegistry, lineage_tags
 
 NAME = "plimsoll-docs-assistant"
 QUESTIONS = [

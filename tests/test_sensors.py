@@ -81,7 +81,7 @@ def tick(definitions, instance, name, cursor=None):
 
 
 def test_gate_approve_promote_and_rollback(world, capsys):
-    from plimsoll.cli import main
+    from plimsoll.cli.main import main
 
     definitions, instance, evalset = world
     promoter = definitions.resources["promotion"].promoter(definitions.resources["mlflow"])
@@ -137,7 +137,7 @@ def test_gate_approve_promote_and_rollback(world, capsys):
 
 
 def test_nightly_eval_flags_regressions_as_a_failed_check(world, home):
-    from plimsoll.eval_registry import EvalRegistry
+    from plimsoll.evaluation.eval_registry import EvalRegistry
 
     definitions, instance, evalset = world
     schedule = definitions.resolve_schedule_def("nightly_eval_schedule")

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from conftest import FAQ_ROWS, write_jsonl, write_manifest
 
-from plimsoll.errors import StorageError
-from plimsoll.manifests import load_manifest
-from plimsoll.slice_store import SliceStore
-from plimsoll.slices import build_slice
+from plimsoll.common.errors import StorageError
+from plimsoll.datasets.manifests import load_manifest
+from plimsoll.datasets.slices import build_slice
+from plimsoll.datasets.store import SliceStore
 
 DVC = str(Path(sys.executable).parent / "dvc")
 
@@ -62,8 +62,8 @@ def test_unpublished_slice_is_a_clear_error(tmp_path):
 
 def test_pinned_pointers_work_with_the_real_dvc_cli(tmp_path, home, monkeypatch):
     """`plimsoll data pin` writes pointers that `dvc status` and `dvc pull` understand."""
-    from plimsoll.cli import main
-    from plimsoll.home import HomeLayout
+    from plimsoll.cli.main import main
+    from plimsoll.common.home import HomeLayout
 
     layout = HomeLayout(home)
     repo = tmp_path / "repo"
@@ -83,7 +83,7 @@ def test_pinned_pointers_work_with_the_real_dvc_cli(tmp_path, home, monkeypatch)
     pulled = subprocess.run([DVC, "pull"], cwd=repo, capture_output=True, text=True)
     assert pulled.returncode == 0, pulled.stderr
     data = repo / "data_manifests" / "faq.parquet"
-    from plimsoll.slices import content_hash, read_slice
+    from plimsoll.datasets.slices import content_hash, read_slice
 
     assert content_hash(read_slice(data)) == build_slice(manifest).content_hash
     clean = subprocess.run([DVC, "status"], cwd=repo, capture_output=True, text=True)

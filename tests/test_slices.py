@@ -2,9 +2,9 @@ import pandas as pd
 import pytest
 from conftest import FAQ_ROWS, write_jsonl, write_manifest
 
-from plimsoll.errors import SliceDataError
-from plimsoll.manifests import load_manifest
-from plimsoll.slices import build_slice, normalise_text
+from plimsoll.common.errors import SliceDataError
+from plimsoll.datasets.manifests import load_manifest
+from plimsoll.datasets.slices import build_slice, normalise_text
 
 
 def test_normalisation_nfc_whitespace_and_blank_lines():

@@ -8,17 +8,17 @@ import pandas as pd
 import pytest
 from conftest import REPO_ROOT
 
-from plimsoll.bundles import build_answerer
-from plimsoll.evalsets import load_evalset
-from plimsoll.evaluation import evaluate_answerer
-from plimsoll.lineage_record import LineageRecords
-from plimsoll.registry import ModelRegistry, lineage_tags
-from plimsoll.threat_checks import (
+from plimsoll.evaluation.evalsets import load_evalset
+from plimsoll.evaluation.redteam import (
     RedTeamError,
     answer_with_planted,
     load_redteam,
     run_threat_checks,
 )
+from plimsoll.evaluation.scoring import evaluate_answerer
+from plimsoll.release.lineage_record import LineageRecords
+from plimsoll.release.registry import ModelRegistry, lineage_tags
+from plimsoll.serving.bundles import build_answerer
 
 NAME = "plimsoll-docs-assistant"
 CASES = [
@@ -124,7 +124,7 @@ def test_strict_facts_mode_quotes_passages(bundle):
 
 
 def test_answer_mode_env_is_the_incident_lever(bundle, monkeypatch):
-    from plimsoll.errors import PlimsollError
+    from plimsoll.common.errors import PlimsollError
 
     monkeypatch.setenv("PLIMSOLL_ANSWER_MODE", "facts")
     assert build_answerer(bundle.encoder_dir, bundle.snapshot_dir, bundle.answer_template,

@@ -1,9 +1,9 @@
 import pytest
 
-from plimsoll.encoder import EncoderDirectory
-from plimsoll.errors import PlimsollError
-from plimsoll.training import Pair, TrainingInterrupted, TrainingParams, fine_tune
-from plimsoll.training_pairs import pair_from_document
+from plimsoll.common.errors import PlimsollError
+from plimsoll.retrieval.encoder import EncoderDirectory
+from plimsoll.training.finetune import Pair, TrainingInterrupted, TrainingParams, fine_tune
+from plimsoll.training.pairs import pair_from_document
 
 PAIRS = [Pair(q, p) for q, p in [
     ("Split a string on a regular expression.", "re.split returns the pieces between matches."),
@@ -75,7 +75,7 @@ def test_passages_without_gradients_are_the_padded_batch_encodings():
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from plimsoll.training import _encode, _encode_passages
+    from plimsoll.training.finetune import _encode, _encode_passages
 
     base = EncoderDirectory.open(None)
     tokenizer = AutoTokenizer.from_pretrained(base.path)
@@ -104,7 +104,7 @@ def test_passage_gradients_is_a_training_choice(tmp_path):
 def test_precision_is_checked_and_resolved(monkeypatch):
     import torch
 
-    from plimsoll.training import resolve_precision
+    from plimsoll.training.finetune import resolve_precision
 
     with pytest.raises(PlimsollError, match="unknown precision 'fp8'") as caught:
         resolve_precision("fp8", "cpu")

@@ -1,8 +1,8 @@
 from conftest import FAQ_ROWS, write_jsonl, write_manifest
 
-from plimsoll.manifests import load_manifest
-from plimsoll.slices import build_slice
-from plimsoll.validation import validate_slice
+from plimsoll.datasets.manifests import load_manifest
+from plimsoll.datasets.slices import build_slice
+from plimsoll.datasets.validation import validate_slice
 
 
 def _outcomes(tmp_path, rows, **manifest_overrides):

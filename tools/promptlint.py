@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plimsoll.promptlint import RULES, lint_paths
+from plimsoll.serving.promptlint import RULES, lint_paths
 
 
 def main(argv: list[str] | None = None) -> int:

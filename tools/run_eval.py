@@ -44,13 +44,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="print the traceback of an unexpected error")
     args = parser.parse_args(argv)
 
-    from plimsoll.boundary import debug_requested, run_guarded
+    from plimsoll.common.boundary import debug_requested, run_guarded
 
     return run_guarded("run_eval", lambda: _main(args), debug=debug_requested(argv))
 
 
 def _main(args: argparse.Namespace) -> int:
-    from plimsoll.errors import PlimsollError
+    from plimsoll.common.errors import PlimsollError
 
     if args.limit < 0:
         # A negative slice would quietly drop the last questions and still pass the gate.
@@ -78,12 +78,12 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> dict:
-    from plimsoll.boundary import doing
-    from plimsoll.candidate_eval import open_model_to_evaluate
-    from plimsoll.evalsets import load_evalset
-    from plimsoll.evaluation import evaluate_answerer
-    from plimsoll.gate import evaluate_gates
-    from plimsoll.project import project_path
+    from plimsoll.common.boundary import doing
+    from plimsoll.common.project import project_path
+    from plimsoll.evaluation.candidate import open_model_to_evaluate
+    from plimsoll.evaluation.evalsets import load_evalset
+    from plimsoll.evaluation.scoring import evaluate_answerer
+    from plimsoll.release.gate import evaluate_gates
 
     policy_path = args.policy or project_path(DEFAULT_POLICY)
     evalset_path = args.evalset or project_path(DEFAULT_EVALSET)
@@ -104,7 +104,7 @@ def _evaluate(args: argparse.Namespace) -> dict:
 
 def _load_policy(path: Path):
     """load_policy; a problem with the file as a whole is named as --policy."""
-    from plimsoll.policy import PolicyError, load_policy
+    from plimsoll.release.policy import PolicyError, load_policy
 
     try:
         return load_policy(path)
@@ -115,7 +115,7 @@ def _load_policy(path: Path):
 
 
 def _write_json(path: Path, result: dict) -> None:
-    from plimsoll.errors import PlimsollError
+    from plimsoll.common.errors import PlimsollError
 
     try:
         path.write_text(json.dumps(result, indent=2, default=str))

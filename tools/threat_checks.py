@@ -28,7 +28,7 @@ DEFAULT_REDTEAM = "evalsets/redteam.jsonl"
 
 def main(argv: list[str] | None = None) -> int:
     """Run the checks, print a per-category summary, optionally write JSON."""
-    from plimsoll.threat_checks import CATEGORIES
+    from plimsoll.evaluation.redteam import CATEGORIES
 
     parser = argparse.ArgumentParser(prog="tools/threat_checks.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="print the traceback of an unexpected error")
     args = parser.parse_args(argv)
 
-    from plimsoll.boundary import debug_requested, run_guarded
+    from plimsoll.common.boundary import debug_requested, run_guarded
 
     return run_guarded("threat_checks", lambda: _main(args), debug=debug_requested(argv))
 
 
 def _main(args: argparse.Namespace) -> int:
-    from plimsoll.errors import PlimsollError
+    from plimsoll.common.errors import PlimsollError
 
     if args.json is not None and not args.json.parent.is_dir():
         raise PlimsollError(f"the folder {args.json.parent} does not exist", file=args.json,
@@ -92,11 +92,11 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace):
-    from plimsoll.boundary import doing
-    from plimsoll.candidate_eval import open_model_to_evaluate
+    from plimsoll.common.boundary import doing
+    from plimsoll.common.project import project_path
+    from plimsoll.evaluation.candidate import open_model_to_evaluate
+    from plimsoll.evaluation.redteam import load_redteam, run_threat_checks
     from plimsoll.guard import Guard, load_guard_policy
-    from plimsoll.project import project_path
-    from plimsoll.threat_checks import load_redteam, run_threat_checks
 
     redteam_path = args.redteam or project_path(DEFAULT_REDTEAM)
     wanted = list(dict.fromkeys(c.strip() for c in args.categories.split(",") if c.strip()))

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="model path; the card is written beside it as .json")
     args = parser.parse_args(argv)
 
-    from plimsoll.errors import PlimsollError
+    from plimsoll.common.errors import PlimsollError
 
     try:
         examples = _examples(args.corpus or [REPO / "evalsets" / "guard_corpus"], args.redteam)
@@ -70,8 +70,8 @@ def train_and_save(examples: list[tuple[str, int, str]], max_benign_flagged: flo
     import sklearn
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+    from plimsoll.common.hashing import sha256_json
     from plimsoll.guard.classifier import build_pipeline, save_classifier
-    from plimsoll.hashing import sha256_json
 
     texts = [text for text, _, _ in examples]
     labels = np.array([label for _, label, _ in examples])
@@ -108,8 +108,8 @@ def _counts(examples: list[tuple[str, int, str]]) -> dict[str, dict[str, int]]:
 
 
 def _examples(corpora: list[Path], redteam: Path) -> list[tuple[str, int, str]]:
+    from plimsoll.evaluation.redteam import load_redteam
     from plimsoll.guard.classifier import read_corpus
-    from plimsoll.threat_checks import load_redteam
 
     examples = []
     for case in load_redteam(redteam).cases:
@@ -132,9 +132,9 @@ def _examples(corpora: list[Path], redteam: Path) -> list[tuple[str, int, str]]:
 
 
 def _documentation_chunks() -> list[str]:
-    from plimsoll.chunking import ChunkingParams, chunk_document
-    from plimsoll.manifests import load_manifest
-    from plimsoll.slices import build_slice
+    from plimsoll.datasets.manifests import load_manifest
+    from plimsoll.datasets.slices import build_slice
+    from plimsoll.retrieval.chunking import ChunkingParams, chunk_document
 
     chunks = []
     for name in DOC_SLICES:
@@ -147,7 +147,7 @@ def _documentation_chunks() -> list[str]:
 
 
 def _eval_questions() -> list[str]:
-    from plimsoll.evalsets import load_evalset
+    from plimsoll.evaluation.evalsets import load_evalset
 
     return [question.question for name in EVALSETS
             for question in load_evalset(REPO / "evalsets" / name).questions]

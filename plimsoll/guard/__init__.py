@@ -16,7 +16,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from plimsoll.errors import PlimsollError
+from plimsoll.common.errors import PlimsollError
 from plimsoll.guard.admission import admit
 from plimsoll.guard.classifier import InjectionClassifier, load_classifier
 from plimsoll.guard.findings import CRITICAL, OWASP, SOFT, Finding, Verdict

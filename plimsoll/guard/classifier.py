@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from plimsoll.errors import PlimsollError
-from plimsoll.hashing import sha256_files
+from plimsoll.common.errors import PlimsollError
+from plimsoll.common.hashing import sha256_files
 
 MODEL_PATH = Path(__file__).with_name("injection_model.npz")
 CARD_PATH = MODEL_PATH.with_suffix(".json")

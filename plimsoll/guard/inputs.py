@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from plimsoll.errors import PlimsollError
+from plimsoll.common.errors import PlimsollError
 from plimsoll.guard.admission import SURROGATE
 
 # Far beyond any guard policy's limits (a longer text is refused unread), but a file with

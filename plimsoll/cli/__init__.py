@@ -1,0 +1,1 @@
+"""The one `plimsoll` command and its subcommands."""

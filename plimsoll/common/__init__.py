@@ -1,0 +1,1 @@
+"""Shared machinery: errors, hashing, settings, file readers, SQL helpers."""

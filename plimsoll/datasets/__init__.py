@@ -1,0 +1,1 @@
+"""Dataset slices: declared (manifests), read (sources), normalised, checked, stored."""

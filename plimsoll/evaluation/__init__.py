@@ -1,0 +1,1 @@
+"""The metric table, eval sets, scoring, red team, the eval report and registry."""

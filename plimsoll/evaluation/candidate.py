@@ -1,0 +1,218 @@
+"""Evaluate a fine-tuned bundle against the base encoder and BM25; register the candidate."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from plimsoll.common.hashing import sha256_file, sha256_json
+from plimsoll.common.provenance import container_image_digest
+from plimsoll.evaluation.eval_registry import EvalRegistry
+from plimsoll.evaluation.evalsets import load_evalset
+from plimsoll.evaluation.redteam import (
+    ATTACK_CATEGORIES,
+    ThreatReport,
+    load_redteam,
+    run_threat_checks,
+)
+from plimsoll.evaluation.report import markdown, write_report
+from plimsoll.evaluation.scoring import evaluate_answerer, evaluate_bm25
+from plimsoll.guard.classifier import MODEL_PATH as CLASSIFIER_PATH
+from plimsoll.guard.classifier import classifier_digest
+from plimsoll.release.promotion import current_actor
+from plimsoll.release.registry import Bundle, ModelRegistry, RegistryError, lineage_tags
+from plimsoll.retrieval.snapshot import IndexSnapshot
+from plimsoll.serving.answerer import Answerer
+from plimsoll.serving.bundles import build_answerer, open_model
+from plimsoll.serving.prompts import load_template
+
+
+def open_model_to_evaluate(reference: str, destination: Path,
+                           tracking_uri: str | None = None) -> tuple[Answerer, str]:
+    """open_model for the eval tools, with the tracking store checked first.
+
+    A SQLite store that does not exist, or a server that refuses or does not answer within
+    MLFLOW_HTTP_REQUEST_TIMEOUT, is reported as the store at fault, not as a model missing
+    from it, and a typo in a SQLite path creates no empty store.
+    """
+    if reference.startswith("models:/"):
+        from plimsoll.common.home import HomeLayout, resolve_home
+
+        source = ("--tracking-uri" if tracking_uri else "$MLFLOW_TRACKING_URI"
+                  if os.environ.get("MLFLOW_TRACKING_URI") else "PLIMSOLL_HOME")
+        tracking_uri = (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                        or HomeLayout(resolve_home()).mlflow_tracking_uri)
+        _check_tracking_store(tracking_uri, source)
+    return open_model(reference, destination, tracking_uri)
+
+
+def _check_tracking_store(uri: str, source: str) -> None:
+    from plimsoll.common.sql import StoreError, open_engine
+
+    if uri.startswith("sqlite:"):
+        try:
+            open_engine(uri, "MLflow store", create=False).dispose()
+        except StoreError as exc:
+            raise StoreError(exc.problem, field=source, fix=exc.fix) from None
+        return
+    registry = ModelRegistry(uri)
+    try:
+        registry.client.search_registered_models(max_results=1)
+    except Exception as exc:  # MLflow wraps every transport failure; the cause is below
+        fault = _unanswered(exc)
+        problem = (f"the MLflow server at {uri} {fault}" if fault else
+                   f"the MLflow store at {uri} failed ({type(exc).__name__}: "
+                   f"{(str(exc).splitlines() or [''])[0][:200]})")
+        raise RegistryError(problem, field=source, fix=f"start the MLflow server at {uri}, or "
+                            "point --tracking-uri (or $MLFLOW_TRACKING_URI) at the right one"
+                            ) from None
+
+
+def _unanswered(exc: BaseException) -> str | None:
+    """How a server failed to answer, read from the exception chain by type, if it did."""
+    import urllib3.exceptions
+
+    pending, seen = [exc], set()
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, urllib3.exceptions.NameResolutionError):
+            return "cannot be found (its host name does not resolve)"
+        if isinstance(error, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
+            return "refused the connection"
+        if isinstance(error, urllib3.exceptions.TimeoutError | TimeoutError):
+            return (f"did not answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT')} s "
+                    "(MLFLOW_HTTP_REQUEST_TIMEOUT)")
+        # requests and MLflow keep the transport error as a cause, a context or an argument.
+        pending += [error.__cause__, error.__context__, getattr(error, "reason", None),
+                    *(a for a in error.args if isinstance(a, BaseException))]
+    return None
+
+
+def add_threat_metrics(metrics: dict[str, float], threats: ThreatReport) -> None:
+    """Attacks that got through are critical violations; the red-team counts ride along."""
+    metrics["critical_violations"] = metrics.get("critical_violations", 0) + len(threats.through)
+    metrics["redteam_attacks"] = len(threats.attacks)
+    metrics["redteam_through"] = len(threats.through)
+
+
+def run_candidate_eval(*, repo_root: Path, reports_dir: Path, evalset_path: Path,
+                       limit: int | None, seed: int, abstain_below: float,
+                       cost_per_cpu_second: float, answer_template: Path,
+                       abstain_template: Path, candidate: dict[str, str], base: dict[str, str],
+                       registry: ModelRegistry, mlflow_run_id: str, eval_registry: EvalRegistry,
+                       model_ref: str, commit_sha: str, guard_policy: Path | None = None,
+                       redteam_path: Path | None = None) -> dict[str, object]:
+    """Score candidate, base and BM25; write, log and record the report.
+
+    The candidate's guarded query path also runs the red-team set: attacks that get
+    through count as critical violations.
+    """
+    evalset = load_evalset(evalset_path).limited(limit)
+    redteam = load_redteam(redteam_path) if redteam_path else None
+    templates = (load_template(answer_template), load_template(abstain_template))
+    runs, threats = [], None
+    for system, bundle in (("finetuned", candidate), ("base", base)):
+        answerer = build_answerer(bundle["encoder_path"], bundle["snapshot_path"],
+                                  answer_template, abstain_template,
+                                  abstain_below=abstain_below, guard_policy=guard_policy,
+                                  mode="answer")
+        evalset.check_doc_ids(answerer.snapshot.chunks["doc_id"])
+        run = evaluate_answerer(system, answerer, evalset, cost_per_cpu_second)
+        if redteam is not None and system == "finetuned":
+            # The attacks decide the safety gate; the benign controls (the costly part:
+            # each needs a retrieval) are tools/threat_checks.py's job in CI.
+            threats = run_threat_checks(answerer, redteam.only(ATTACK_CATEGORIES))
+            add_threat_metrics(run.metrics, threats)
+        runs.append(run)
+    runs.append(evaluate_bm25(IndexSnapshot(Path(candidate["snapshot_path"])), evalset))
+    context = {"model_ref": model_ref, "eval_set": str(evalset_path.name),
+               "eval_set_hash": evalset.content_hash, "questions": len(evalset.questions),
+               "seed": seed, "commit": commit_sha, "abstain_below": abstain_below,
+               "answer_template": templates[0].ref,
+               "index_snapshot_id": Path(candidate["snapshot_path"]).name}
+    if threats is not None:
+        context["redteam_hash"] = threats.redteam_hash
+    report_id = sha256_json({"context": context,
+                             "systems": {r.system: r.metrics for r in runs}})[:16]
+    paths = write_report(reports_dir / report_id, runs, context, threats)
+
+    client = registry.client
+    for name, value in runs[0].metrics.items():
+        client.log_metric(mlflow_run_id, f"eval.{_metric_key(name)}", value)
+    for name, value in runs[1].metrics.items():
+        client.log_metric(mlflow_run_id, f"base.{_metric_key(name)}", value)
+    for name, value in runs[2].metrics.items():
+        client.log_metric(mlflow_run_id, f"bm25.{_metric_key(name)}", value)
+    client.set_tag(mlflow_run_id, "eval_set_hash", evalset.content_hash)
+    for path in paths.values():
+        client.log_artifact(mlflow_run_id, str(path), "eval_report")
+    for run in runs[:2]:
+        eval_registry.record(commit_sha=commit_sha, model_ref=model_ref if run.system ==
+                             "finetuned" else f"base:{Path(base['encoder_path']).name}",
+                             eval_set_hash=evalset.content_hash, seed=seed, system=run.system,
+                             metrics=run.metrics)
+    eval_registry.close()
+    return {"systems": {r.system: r.metrics for r in runs}, "eval_set_hash":
+            evalset.content_hash, "seed": seed, "report_id": report_id,
+            "report_digest": sha256_file(paths["json"]),
+            "paths": {k: str(v) for k, v in paths.items()}, "markdown": markdown(runs, context),
+            "abstain_below": abstain_below, "answer_template": str(answer_template),
+            "abstain_template": str(abstain_template), "template_ref": templates[0].ref,
+            "guard_policy": str(guard_policy) if guard_policy else "",
+            "guard_policy_digest": sha256_file(guard_policy) if guard_policy else "default",
+            "guard_classifier": str(CLASSIFIER_PATH),
+            "guard_classifier_digest": classifier_digest(CLASSIFIER_PATH),
+            "redteam_hash": threats.redteam_hash if threats else ""}
+
+
+def _metric_key(name: str) -> str:
+    return name.replace("@", "_at_")
+
+
+def register_candidate(*, registry: ModelRegistry, model_name: str, finetuned: dict,
+                       index: dict, report: dict) -> tuple[str, dict[str, str]]:
+    """Register the evaluated bundle with write-once lineage; returns (version, tags)."""
+    scores = report["systems"]["finetuned"]
+    lineage = lineage_tags({
+        "git_commit": finetuned["git_commit"],
+        "data_manifest_digest": finetuned["data_manifest_digest"],
+        "slice_hashes": finetuned["slices"],
+        "index_slice_hashes": index["slices"],
+        "training_pairs_digest": finetuned["training_pairs_digest"],
+        "eval_set_hash": report["eval_set_hash"],
+        "index_snapshot_id": index["snapshot_id"],
+        "tokenizer_hash": finetuned["tokenizer_hash"],
+        "checkpoint_digest": finetuned["digest"],
+        "base_model": f"{Path(finetuned['base_path']).name}@{finetuned['base_digest']}",
+        "hyperparameters": finetuned["params"],
+        "seed": str(finetuned["params"]["seed"]),
+        "container_image_digest": finetuned.get("container_image_digest",
+                                                container_image_digest()),
+        "prompt_template": report["template_ref"],
+        "guard_policy_digest": report.get("guard_policy_digest", "default"),
+        "guard_classifier_digest": report.get("guard_classifier_digest", ""),
+        "redteam_hash": report.get("redteam_hash", ""),
+        "mlflow_run_id": finetuned["mlflow_run_id"],
+        "eval_scores": {k: round(v, 6) for k, v in scores.items()},
+        "trained_by": finetuned.get("trained_by", current_actor()),
+        "bundle_key": sha256_json([finetuned["digest"], index["snapshot_id"],
+                                   report["eval_set_hash"], report["template_ref"],
+                                   report["abstain_below"],
+                                   report.get("guard_policy_digest", "default"),
+                                   report.get("guard_classifier_digest", "")]),
+    })
+    bundle = Bundle(encoder_dir=Path(finetuned["path"]), snapshot_dir=Path(index["path"]),
+                    answer_template=Path(report["answer_template"]),
+                    abstain_template=Path(report["abstain_template"]),
+                    abstain_below=float(report["abstain_below"]),
+                    guard_policy=Path(report["guard_policy"]) if report.get("guard_policy")
+                    else None,
+                    guard_classifier=Path(report["guard_classifier"])
+                    if report.get("guard_classifier") else None)
+    version = registry.register(model_name, bundle, lineage, finetuned["mlflow_run_id"])
+    tags = dict(registry.client.get_model_version(model_name, version).tags)
+    return version, tags
+

@@ -1,0 +1,1 @@
+"""The MLflow registry, lineage, policy, gate, promotion, rollback, aliases, ledger."""

@@ -1,0 +1,279 @@
+"""Reading and moving MLflow aliases: through the MLflow client, or on the fast path.
+
+The rollback lever must act in well under a second, and importing the MLflow client alone
+takes longer than that on 2 cores. So rollback can use a fast path that speaks MLflow's
+own interfaces without importing MLflow: its REST API for a tracking server, or its
+registry tables for the embedded SQL store (the same rows MLflow's store merges; the
+tests check that the MLflow client reads back exactly what this writes).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from plimsoll.common.errors import PlimsollError
+
+# MLflow marks a deleted version with this stage and keeps its row (and its tags).
+DELETED_STAGE = "Deleted_Internal"
+
+
+class AliasStoreError(PlimsollError):
+    """The registry could not be read or written on the fast path; nothing was changed."""
+
+
+class AliasBackend(Protocol):
+    """What rollback needs from the registry."""
+
+    def get(self, model: str, alias: str) -> str | None:
+        """Version the alias points at, or None."""
+
+    def set(self, model: str, alias: str, version: str) -> None:
+        """Point the alias at a version."""
+
+    def version_tags(self, model: str, version: str) -> dict[str, str]:
+        """Tags of a model version."""
+
+
+class MlflowAliases:
+    """Aliases through the MLflow client of a ModelRegistry."""
+
+    def __init__(self, registry) -> None:
+        self.registry = registry
+
+    def get(self, model: str, alias: str) -> str | None:
+        """Version the alias points at, or None."""
+        from plimsoll.release.registry import error_code
+
+        try:
+            return str(self.registry.client.get_model_version_by_alias(model, alias).version)
+        except Exception as exc:
+            # MLflow answers a missing alias with INVALID_PARAMETER_VALUE and a model never
+            # registered with RESOURCE_DOES_NOT_EXIST: neither has the alias. Anything else
+            # is a real failure.
+            if error_code(exc) in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):
+                return None
+            raise self.registry.failure(exc) from None
+
+    def set(self, model: str, alias: str, version: str) -> None:
+        """Point the alias at a version."""
+        self.registry.call(self.registry.client.set_registered_model_alias, model, alias,
+                             version)
+
+    def version_tags(self, model: str, version: str) -> dict[str, str]:
+        """Tags of a model version."""
+        return dict(self.registry.version(model, version).tags)
+
+
+class SqlAliases:
+    """The embedded store's registry tables, read and written with SQLAlchemy.
+
+    Only a store whose schema revision this code was checked against is written here;
+    MLflow's own checks are repeated (deleted versions are refused, workspaces respected).
+    """
+
+    def __init__(self, url: str) -> None:
+        import sqlalchemy as sa
+
+        from plimsoll.common.sql import open_engine, store_error
+
+        self.url = url
+        self._engine = open_engine(url, "MLflow store", create=False, env="MLFLOW_TRACKING_URI")
+        metadata = sa.MetaData()
+        try:
+            self._aliases = sa.Table("registered_model_aliases", metadata,
+                                     autoload_with=self._engine)
+            self._tags = sa.Table("model_version_tags", metadata, autoload_with=self._engine)
+            self._versions = sa.Table("model_versions", metadata, autoload_with=self._engine)
+        except sa.exc.NoSuchTableError as exc:
+            raise AliasStoreError(f"{url} is not an MLflow store (no table {exc})",
+                                  field="--tracking-uri", fix="point at the MLflow database "
+                                  "(PLIMSOLL_HOME/mlflow/mlflow.db locally)") from None
+        except sa.exc.SQLAlchemyError as exc:
+            raise store_error(exc, "MLflow store", url, "open") from None
+
+    def _version_row(self, connection, model: str, version: str):
+        v = self._versions.c
+        try:
+            number = int(str(version))
+        except ValueError:
+            raise AliasStoreError(f"'{version}' is not a version number", field="--to",
+                                  fix="pass a number listed by `plimsoll history`") from None
+        row = connection.execute(self._versions.select().where(
+            v.name == model, v.version == number)).first()
+        if row is None or row.current_stage == DELETED_STAGE:
+            raise AliasStoreError(f"{model} version {version} is not registered"
+                                  + (" (it was deleted)" if row is not None else ""),
+                                  field="version", fix="pick a version listed by "
+                                  "`plimsoll status`; nothing was changed")
+        return row
+
+    def get(self, model: str, alias: str) -> str | None:
+        """Version the alias points at, or None."""
+        import sqlalchemy as sa
+
+        from plimsoll.common.sql import store_error
+
+        a = self._aliases.c
+        try:
+            with self._engine.connect() as connection:
+                row = connection.execute(self._aliases.select().where(
+                    a.name == model, a.alias == alias)).first()
+        except sa.exc.SQLAlchemyError as exc:
+            raise store_error(exc, "MLflow store", self.url, "read") from None
+        return None if row is None else str(row.version)
+
+    def set(self, model: str, alias: str, version: str) -> None:
+        """Point the alias at a version (insert or update, one transaction)."""
+        import sqlalchemy as sa
+
+        from plimsoll.common.sql import store_error
+
+        a = self._aliases.c
+        try:
+            with self._engine.begin() as connection:
+                found = self._version_row(connection, model, version)
+                updated = connection.execute(self._aliases.update().where(
+                    a.name == model, a.alias == alias).values(version=int(version)))
+                if updated.rowcount == 0:
+                    row = {"name": model, "alias": alias, "version": int(version)}
+                    if "workspace" in a:
+                        row["workspace"] = found.workspace
+                    connection.execute(self._aliases.insert().values(**row))
+        except sa.exc.SQLAlchemyError as exc:
+            raise store_error(exc, "MLflow store", self.url, "move an alias in") from None
+
+    def version_tags(self, model: str, version: str) -> dict[str, str]:
+        """Tags of a model version."""
+        import sqlalchemy as sa
+
+        from plimsoll.common.sql import store_error
+
+        t = self._tags.c
+        try:
+            with self._engine.connect() as connection:
+                self._version_row(connection, model, version)
+                rows = connection.execute(self._tags.select().where(
+                    t.name == model, t.version == int(version)))
+                return {row.key: row.value for row in rows}
+        except sa.exc.SQLAlchemyError as exc:
+            raise store_error(exc, "MLflow store", self.url, "read") from None
+
+
+class RestError(AliasStoreError):
+    """The MLflow server answered with an HTTP error."""
+
+    def __init__(self, status: int, error_code: str, problem: str, **where) -> None:
+        self.status = status
+        self.error_code = error_code
+        super().__init__(problem, **where)
+
+
+class RestAliases:
+    """A tracking server's REST API (api/2.0/mlflow/registered-models/...)."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.server = base_url.rstrip("/")
+        self.base = self.server + "/api/2.0/mlflow"
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, payload: dict | None = None,
+              query: dict | None = None) -> dict:
+        """One API call; every failure is an AliasStoreError that names the server.
+
+        A 404 is never turned into a value: the caller says what was not found.
+        """
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        url = f"{self.base}/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        request = urllib.request.Request(url, method=method, data=json.dumps(
+            payload).encode() if payload is not None else None,
+            headers={"Content-Type": "application/json"})
+        server = self.server
+        fix = "check --tracking-uri / $MLFLOW_TRACKING_URI; nothing was changed"
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                body = response.read()
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read() or b"{}")
+            except ValueError:
+                detail = {}
+            if not isinstance(detail, dict):
+                detail = {}
+            raise RestError(exc.code, str(detail.get("error_code", "")),
+                            f"{server} answered {exc.code} to {method} {path}: "
+                            f"{detail.get('message', exc.reason)}", field="--tracking-uri",
+                            fix=fix) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, TimeoutError):
+                raise AliasStoreError(f"the MLflow server {server} did not answer within "
+                                      f"{self.timeout:g}s", field="--tracking-uri",
+                                      fix=fix) from None
+            raise AliasStoreError(f"cannot reach the MLflow server {server} ({reason})",
+                                  field="--tracking-uri", fix=fix) from None
+        try:
+            found = json.loads(body or b"{}")
+        except ValueError:
+            found = None
+        if not isinstance(found, dict):
+            raise AliasStoreError(f"{server} is not an MLflow server (its answer to {path} "
+                                  "is not a JSON object)", field="--tracking-uri",
+                                  fix=fix) from None
+        return found
+
+    def get(self, model: str, alias: str) -> str | None:
+        """Version the alias points at, or None."""
+        try:
+            found = self._call("GET", "registered-models/alias", query={"name": model,
+                                                                         "alias": alias})
+        except RestError as exc:
+            if exc.status != 404 and exc.error_code != "INVALID_PARAMETER_VALUE":
+                raise
+            # MLflow says 404 for a missing alias and for a missing model: ask which.
+            try:
+                self._call("GET", "registered-models/get", query={"name": model})
+            except RestError as missing:
+                if missing.status == 404:
+                    raise AliasStoreError(f"no registered model '{model}' on "
+                                          f"{self.server}",
+                                          field="--model", fix="check the model name, and "
+                                          "that --tracking-uri is the MLflow server") from None
+                raise
+            return None
+        version = found.get("model_version", {}).get("version")
+        return None if version is None else str(version)
+
+    def set(self, model: str, alias: str, version: str) -> None:
+        """Point the alias at a version."""
+        self.version_tags(model, version)  # a missing or deleted version says so first
+        self._call("POST", "registered-models/alias", {"name": model, "alias": alias,
+                                                        "version": str(version)})
+
+    def version_tags(self, model: str, version: str) -> dict[str, str]:
+        """Tags of a model version."""
+        try:
+            found = self._call("GET", "model-versions/get", query={"name": model,
+                                                                   "version": str(version)})
+        except RestError as exc:
+            if exc.status == 404:
+                raise AliasStoreError(f"{model} version {version} is not registered on "
+                                      f"{self.server}",
+                                      field="version", fix="pick a version listed by "
+                                      "`plimsoll status`; nothing was changed") from None
+            raise
+        if "model_version" not in found:
+            raise AliasStoreError(f"{self.server} answered model-versions/get without a "
+                                  "model_version", field="--tracking-uri",
+                                  fix="check that the URL is an MLflow server")
+        return {t["key"]: t["value"] for t in found.get("model_version", {}).get("tags", [])}
+
+
+def fast_aliases(tracking_uri: str) -> AliasBackend:
+    """The fast path for a tracking URI: REST for a server, SQL for the embedded store."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return RestAliases(tracking_uri)
+    return SqlAliases(tracking_uri)

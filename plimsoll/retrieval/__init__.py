@@ -1,0 +1,1 @@
+"""Chunks to vectors to immutable index snapshots to hits."""

@@ -1,0 +1,1 @@
+"""The answer path: answerer, prompts, bundle assembly and the pyfunc model."""

@@ -1,0 +1,1 @@
+"""Training pairs and the fine-tuning of the encoder."""
