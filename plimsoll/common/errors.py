@@ -9,9 +9,11 @@ class PlimsollError(Exception):
     """A problem a user can fix; the message says where it is and what to do."""
 
     def __init__(self, problem: str, *, file: str | Path | None = None,
-                 field: str | None = None, fix: str | None = None) -> None:
+                 field: str | None = None, fix: str | None = None,
+                 line: int | None = None) -> None:
         self.problem = problem
         self.file = str(file) if file is not None else None
+        self.line = line
         self.field = field
         self.fix = fix
         super().__init__(self.describe())
@@ -20,7 +22,7 @@ class PlimsollError(Exception):
         """One readable paragraph: where, what, and how to fix it."""
         where = []
         if self.file:
-            where.append(self.file)
+            where.append(f"{self.file}:{self.line}" if self.line else self.file)
         if self.field:
             where.append(f"field '{self.field}'")
         head = ": ".join([", ".join(where), self.problem]) if where else self.problem

@@ -12,12 +12,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
-from plimsoll.common.errors import ManifestError, PlimsollError
+from plimsoll.common.errors import ManifestError
+from plimsoll.common.files import load_yaml_model
 from plimsoll.common.hashing import sha256_file
-from plimsoll.datasets.sources import json_type, read_text
 
 SLICE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MANIFEST_SUFFIX = ".yaml"
@@ -103,70 +102,16 @@ _FIXES = {
 }
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML that refuses a key given twice in one mapping."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        lines: dict[object, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<: *defaults` may be overridden by design
-            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
-            try:
-                if key in lines:
-                    raise _DuplicateKey(key, lines[key], line)
-                lines[key] = line
-            except TypeError:
-                continue  # an unhashable key: the base constructor reports it
-        return super().construct_mapping(node, deep=deep)
-
-
-class _DuplicateKey(Exception):
-    """A mapping key seen twice, with the lines of both."""
-
-    def __init__(self, key: object, first: int, again: int) -> None:
-        super().__init__(key)
-        self.key, self.first, self.again = key, first, again
-
-
-def read_yaml(path: Path, error: type[PlimsollError]) -> object:
-    """A YAML file read strictly: UTF-8 (a BOM is fine), safe types, no key given twice."""
-    text = read_text(path, error=error, field=None)
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
-    except _DuplicateKey as exc:
-        raise error(f"key '{exc.key}' is given twice (lines {exc.first} and "
-                    f"{exc.again}); YAML would silently keep the last", file=path,
-                    field=str(exc.key), fix="keep one of the two") from None
-    except yaml.YAMLError as exc:
-        raise error(f"not valid YAML ({exc})", file=path, fix="fix the YAML syntax") from None
-
-
 def load_manifest(path: Path) -> SliceManifest:
     """Read and validate one manifest; every problem names the file, field and fix."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError("manifest file not found", file=path,
                             fix="check the path, or list data_manifests/")
-    raw = read_yaml(path, ManifestError)
-    if raw is None:
-        raise ManifestError("the manifest is empty", file=path,
-                            fix="see data_manifests/python_help_topics.yaml for an example")
-    if not isinstance(raw, dict):
-        raise ManifestError("a manifest must be a YAML mapping of fields", file=path,
-                            fix="see data_manifests/python_help_topics.yaml for an example")
-    try:
-        manifest = SliceManifest.model_validate({**raw, "manifest_path": path.resolve()})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or None
-        fix = _FIXES.get(first["type"], "correct the value")
-        problem = first["msg"].removeprefix("Value error, ").replace("a valid tuple", "a list")
-        if first["type"].endswith("_type") and "input" in first:
-            given = first["input"]
-            shown = str(given) if _yaml_type(given) == "date" else repr(given)
-            problem += f", got a {_yaml_type(given)} ({shown[:60]})"
-        raise ManifestError(problem, file=path, field=field, fix=fix) from None
+    manifest = load_yaml_model(
+        path, SliceManifest, error=ManifestError, what="the manifest", fixes=_FIXES,
+        fix="see data_manifests/python_help_topics.yaml for an example",
+        extra={"manifest_path": path.resolve()}, allow_empty=False)
     if manifest.text_field == manifest.id_field:
         raise ManifestError(f"text_field and id_field are both '{manifest.text_field}'",
                             file=path, field="id_field",
@@ -186,18 +131,6 @@ def load_manifest(path: Path) -> SliceManifest:
                             field="source.path",
                             fix="give a path relative to the manifest's folder")
     return manifest
-
-
-def _yaml_type(value: object) -> str:
-    import datetime
-
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, datetime.date):
-        return "date"
-    if isinstance(value, int | float):
-        return "whole number" if isinstance(value, int) else "decimal number"
-    return {"array": "list", "object": "mapping"}.get(json_type(value), json_type(value))
 
 
 def manifest_paths(directory: Path) -> list[Path]:

@@ -12,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from plimsoll.common.errors import SliceDataError
+from plimsoll.common.files import json_type
 from plimsoll.common.hashing import canonical_json, sha256_text
 from plimsoll.datasets.manifests import SliceManifest
-from plimsoll.datasets.sources import json_type, read_records
+from plimsoll.datasets.sources import read_records
 
 SLICE_COLUMNS = ("id", "title", "text", "slice", "classification")
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plimsoll.common.errors import PlimsollError
+from plimsoll.common.files import json_lines, json_type, read_text
 from plimsoll.common.hashing import sha256_file
-from plimsoll.datasets.sources import json_lines, json_type, read_text
 
 FIELDS = {"qid", "question", "answerable", "gold_doc_ids", "answer_hint"}
 

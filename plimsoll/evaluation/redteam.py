@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from plimsoll.common.errors import PlimsollError
+from plimsoll.common.files import json_lines, read_text
 from plimsoll.common.hashing import sha256_file
-from plimsoll.datasets.sources import json_lines, read_text
 from plimsoll.retrieval.snapshot import Hit
 from plimsoll.serving.answerer import Answer, Answerer
 

@@ -76,7 +76,7 @@ class Policy(BaseModel):
 
 def load_policy(path: Path) -> Policy:
     """Read policies/slos.yaml; unknown metrics and wrong types name the field and the fix."""
-    from plimsoll.datasets.manifests import read_yaml
+    from plimsoll.common.files import read_yaml
 
     path = Path(path)
     if not path.is_file():

@@ -46,7 +46,7 @@ class PromptTemplate:
 
 def load_template(path: Path) -> PromptTemplate:
     """Parse a template file; malformed front matter is an error naming the field."""
-    from plimsoll.datasets.sources import read_text
+    from plimsoll.common.files import read_text
 
     path = Path(path)
     if not path.is_file():
