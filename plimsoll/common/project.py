@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 PROJECT_ENV = "PLIMSOLL_PROJECT_DIR"
@@ -10,7 +11,7 @@ PROJECT_ENV = "PLIMSOLL_PROJECT_DIR"
 MARKER = Path("policies") / "slos.yaml"
 
 
-def project_dir() -> Path:
+def project_dir(env: Mapping[str, str] | None = None) -> Path:
     """The project folder: $PLIMSOLL_PROJECT_DIR, else found from here.
 
     Else the nearest folder up from the working directory that holds policies/slos.yaml,
@@ -18,7 +19,7 @@ def project_dir() -> Path:
     `plimsoll rollback` finds the same policy from any working directory, and an installed
     (non-editable) package finds the project files when pointed at them.
     """
-    configured = os.environ.get(PROJECT_ENV)
+    configured = (os.environ if env is None else env).get(PROJECT_ENV)
     if configured:
         return Path(configured).expanduser().resolve()
     here = Path.cwd().resolve()
@@ -31,7 +32,8 @@ def project_dir() -> Path:
     return here
 
 
-def project_path(relative: str | os.PathLike[str]) -> Path:
+def project_path(relative: str | os.PathLike[str], env: Mapping[str, str] | None = None
+                 ) -> Path:
     """A project file: absolute paths stay as given, relative ones resolve in project_dir()."""
     path = Path(relative).expanduser()
-    return path if path.is_absolute() else project_dir() / path
+    return path if path.is_absolute() else project_dir(env) / path
