@@ -11,6 +11,7 @@ from platform_defs.resources import (
     EncoderModel,
     MlflowStore,
     PlimsollHome,
+    ProjectFiles,
     SliceStorage,
 )
 
@@ -189,7 +190,7 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
               op_tags=k8s_op_tags or None)
     def finetuned_encoder(context: dg.AssetExecutionContext, config: TrainingConfig,
                           training_pairs: dict, home: PlimsollHome, encoder: EncoderModel,
-                          mlflow: MlflowStore) -> dg.Output[dict]:
+                          mlflow: MlflowStore, project: ProjectFiles) -> dg.Output[dict]:
         """The encoder fine-tuned for retrieval on the training pairs, as a hashed checkpoint."""
         from plimsoll.common.provenance import container_image_digest, git_commit
         from plimsoll.release.promotion import current_actor
@@ -210,8 +211,6 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
         base = encoder.directory()
         registry = mlflow.registry()
         experiment_id = registry.ensure_reachable()
-        from platform_defs.profiles import REPO_ROOT
-
         client = registry.client
         for note in close_abandoned_runs(client, experiment_id, "finetuned_encoder",
                                          context.run_id,
@@ -221,7 +220,7 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
         tags = {ASSET_TAG: "finetuned_encoder", DAGSTER_RUN_TAG: context.run_id,
                 "plimsoll.training_fingerprint": training_fingerprint(base, pairs, params,
                                                                       precision),
-                "git_commit": git_commit(REPO_ROOT),
+                "git_commit": git_commit(Path(project.directory)),
                 "container_image_digest": container_image_digest(),
                 "trained_by": current_actor(),
                 # MLflow's own record of who ran it: registration counts it as a trainer.

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.candidate import build_candidate_assets
-from assets.dataset_slices import build_dataset_slice
-from assets.embeddings_index import build_embeddings_index
-from assets.nightly import nightly_eval, nightly_eval_job, nightly_schedule
+from assets.datasets import build_dataset_slice
+from assets.evaluation import build_eval_report, nightly_eval
+from assets.release import build_candidate_model
+from assets.retrieval import build_candidate_index, build_embeddings_index
 from assets.training import build_training_assets
 from platform_defs.k8s import gpu_step_op_tags
 from platform_defs.profiles import active_profile, resources_for
 from plimsoll.datasets.manifests import slice_names
 from plimsoll.release.policy import load_policy
+from sensors.nightly import nightly_eval_job, nightly_schedule
 from sensors.promotion import approval_sensor, promotion_gate_sensor
 from sensors.rollback import rollback_job
 
@@ -28,8 +29,9 @@ def defs() -> dg.Definitions:
     names = slice_names(Path(resources["manifests"].directory))
     dataset_slice = build_dataset_slice(names)
     embeddings_index = build_embeddings_index(names)
-    training = build_training_assets(names, gpu_step_op_tags() if profile == "prod" else None)
-    candidate = build_candidate_assets(names)
+    training = build_training_assets(names, gpu_step_op_tags(Path(resources["manifests"].directory))
+                                     if profile == "prod" else None)
+    candidate = [build_candidate_index(names), build_eval_report(), build_candidate_model()]
     return dg.Definitions(
         assets=[dataset_slice, embeddings_index, *training, *candidate, nightly_eval],
         jobs=[

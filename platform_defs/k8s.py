@@ -1,6 +1,5 @@
 """The prod profile's Kubernetes step settings: the fine-tune runs as a GPU step job."""
 
-import os
 from pathlib import Path
 
 from plimsoll.datasets.manifests import Classification, load_manifest, manifest_paths
@@ -22,10 +21,9 @@ def strictest_classification(manifests_dir: Path) -> str:
 
 def gpu_step_op_tags(manifests_dir: Path | None = None) -> dict:
     """`dagster-k8s/config` op tags for the fine-tune step: one GPU, GPU nodes, labels."""
-    from platform_defs.profiles import REPO_ROOT
+    from plimsoll.common.settings import Settings
 
-    directory = manifests_dir or Path(os.environ.get("PLIMSOLL_MANIFESTS",
-                                                     REPO_ROOT / "data_manifests"))
+    directory = manifests_dir or Settings.from_env().manifests
     labels = {"data-classification": strictest_classification(directory),
               "owner": "ml-platform", "app.kubernetes.io/part-of": "plimsoll",
               "plimsoll.io/workload": "finetune"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from platform_defs.resources import (
     DataManifests,
@@ -11,20 +10,14 @@ from platform_defs.resources import (
     EvalRegistryStore,
     MlflowStore,
     PlimsollHome,
+    ProjectFiles,
     PromotionSettings,
     SliceStorage,
 )
 from plimsoll.common.errors import PlimsollError
-from plimsoll.common.home import HomeLayout, resolve_home
-from plimsoll.common.project import project_path
+from plimsoll.common.settings import Settings
 
 PROFILES = ("local", "prod")
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def policy_path() -> str:
-    """$PLIMSOLL_POLICY, default the project's policies/slos.yaml (as the CLI resolves it)."""
-    return str(project_path(os.environ.get("PLIMSOLL_POLICY") or "policies/slos.yaml"))
 
 
 def active_profile() -> str:
@@ -38,32 +31,37 @@ def active_profile() -> str:
 
 def resources_for(profile: str) -> dict[str, object]:
     """The resources of a profile, read from the environment now (never at import time)."""
-    return _local() if profile == "local" else _prod()
+    settings = Settings.from_env()
+    return _local(settings) if profile == "local" else _prod(settings)
 
 
-def _common(layout: HomeLayout) -> dict[str, object]:
-    manifests = os.environ.get("PLIMSOLL_MANIFESTS", str(REPO_ROOT / "data_manifests"))
+def _common(settings: Settings) -> dict[str, object]:
     return {
-        "home": PlimsollHome(path=str(layout.root)),
-        "manifests": DataManifests(directory=manifests),
-        "encoder": EncoderModel(path=os.environ.get("PLIMSOLL_ENCODER_PATH", "")),
+        "home": PlimsollHome(path=str(settings.home)),
+        "project": ProjectFiles(directory=str(settings.project_dir), evalset=str(settings.evalset),
+                                redteam=str(settings.redteam),
+                                guard_policy=str(settings.guard_policy),
+                                prompts=str(settings.prompts)),
+        "manifests": DataManifests(directory=str(settings.manifests)),
+        "encoder": EncoderModel(path=settings.encoder_path),
     }
 
 
-def _local() -> dict[str, object]:
-    layout = HomeLayout(resolve_home())
+def _local(settings: Settings) -> dict[str, object]:
+    layout = settings.layout
     remote = os.environ.get("PLIMSOLL_DVC_REMOTE", str(layout.dvc_remote))
     layout.mlflow.mkdir(parents=True, exist_ok=True)
     ledger_url = _checked_url("PLIMSOLL_LEDGER_URL", layout.ledger_url)
-    return {**_common(layout),
+    return {**_common(settings),
             "slice_storage": SliceStorage(workspace=str(layout.dvc_workspace),
                                           remote_url=remote),
             "mlflow": MlflowStore(
-                tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", layout.mlflow_tracking_uri),
+                tracking_uri=settings.tracking_uri, model_name=settings.model_name,
                 artifact_root=str(layout.mlflow / "artifacts"), lineage_url=ledger_url),
             "eval_registry": EvalRegistryStore(
                 url=_checked_url("PLIMSOLL_EVAL_REGISTRY_URL", layout.eval_registry_url)),
-            "promotion": PromotionSettings(policy_path=policy_path(), ledger_url=ledger_url)}
+            "promotion": PromotionSettings(policy_path=str(settings.policy),
+                                           ledger_url=ledger_url)}
 
 
 def _checked_url(name: str, default: str) -> str:
@@ -90,7 +88,7 @@ PROD_REQUIRED = {
 }
 
 
-def _prod() -> dict[str, object]:
+def _prod(settings: Settings) -> dict[str, object]:
     missing = [name for name in PROD_REQUIRED if not os.environ.get(name)]
     if missing:
         name = missing[0]
@@ -120,11 +118,12 @@ def _prod() -> dict[str, object]:
                             field="PLIMSOLL_LEDGER_URL",
                             fix=f"use {PG_SCHEME}user:password@host:5432/db, or unset it to "
                             "share the eval registry's database")
-    layout = HomeLayout(resolve_home())
-    return {**_common(layout),
+    layout = settings.layout
+    return {**_common(settings),
             "slice_storage": SliceStorage(workspace=str(layout.dvc_workspace),
                                           remote_url=remote),
-            "mlflow": MlflowStore(tracking_uri=os.environ["MLFLOW_TRACKING_URI"],
-                                  lineage_url=ledger_url),
+            "mlflow": MlflowStore(tracking_uri=settings.tracking_uri,
+                                  model_name=settings.model_name, lineage_url=ledger_url),
             "eval_registry": EvalRegistryStore(url=os.environ["PLIMSOLL_EVAL_REGISTRY_URL"]),
-            "promotion": PromotionSettings(policy_path=policy_path(), ledger_url=ledger_url)}
+            "promotion": PromotionSettings(policy_path=str(settings.policy),
+                                           ledger_url=ledger_url)}

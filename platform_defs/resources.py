@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from plimsoll.common.home import HomeLayout, resolve_home
+from plimsoll.common.settings import MODEL_NAME
 
 
 class PlimsollHome(dg.ConfigurableResource):
@@ -17,6 +18,26 @@ class PlimsollHome(dg.ConfigurableResource):
     def layout(self) -> HomeLayout:
         """Named locations inside the home."""
         return HomeLayout(resolve_home(self.path))
+
+
+class ProjectFiles(dg.ConfigurableResource):
+    """The project's own files (eval sets, prompts, the guard policy), wherever it is installed."""
+
+    directory: str = Field(description="The project folder ($PLIMSOLL_PROJECT_DIR, else found "
+                           "from the working directory); relative paths resolve in it.")
+    evalset: str = Field(description="The CI eval set (JSONL).")
+    redteam: str = Field(description="The red-team set (JSONL).")
+    guard_policy: str = Field(description="The query-time guard policy (YAML).")
+    prompts: str = Field(description="The folder of prompt templates.")
+
+    def path(self, relative: str) -> Path:
+        """A path from a config: absolute stays, relative resolves in the project folder."""
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else Path(self.directory) / path
+
+    def prompt(self, name: str) -> Path:
+        """A prompt template by name (answer, abstain, system)."""
+        return Path(self.prompts) / f"{name}.md"
 
 
 class DataManifests(dg.ConfigurableResource):
@@ -66,7 +87,7 @@ class MlflowStore(dg.ConfigurableResource):
     artifact_root: str = Field(default="", description="Artifact location for new "
                                "experiments; empty lets the server decide.")
     experiment: str = Field(default="plimsoll", description="Experiment for runs.")
-    model_name: str = Field(default="plimsoll-docs-assistant",
+    model_name: str = Field(default=MODEL_NAME,
                             description="Registered model that receives candidates.")
     lineage_url: str = Field(default="", description="SQLAlchemy URL of Plimsoll's lineage "
                              "record store (the promotion ledger's database); registration "

@@ -1,6 +1,13 @@
-"""Promotion sensors: the eval gate and the approval watcher (both cursor-based, idempotent)."""
+"""Promotion sensors: the eval gate (cursor-based) and the approval watcher (state-based).
 
-import json
+The gate sensor's cursor is the storage id of the last candidate_model materialization it
+gated. The approval sensor keeps no cursor: what it has acted on is recorded in MLflow (the
+version's approval.state tag) and in the promotion ledger, so a restart, a lost cursor or two
+evaluations at once neither repeat a decision nor miss one, and a decision a reviewer corrects
+later (an approval that named no reviewer) is still seen. No MLflow timestamp could serve as
+its cursor: setting a tag, which is how a reviewer decides, leaves a version's
+last_updated_timestamp as it was.
+"""
 
 import dagster as dg
 
@@ -49,7 +56,10 @@ def promotion_gate_sensor(context: dg.SensorEvaluationContext, mlflow: MlflowSto
            "re-verifies gate and lineage, moves `champion` and appends to the ledger.")
 def approval_sensor(context: dg.SensorEvaluationContext, mlflow: MlflowStore,
                     promotion: PromotionSettings) -> dg.SensorResult:
-    """One tick: act on reviewer decisions; MLflow errors fail the tick and retry next one."""
+    """One tick: act on reviewer decisions not yet acted on (MLflow's tags say which).
+
+    MLflow errors fail the tick and it retries on the next one.
+    """
     from plimsoll.release.promotion import MoveInProgress
 
     promoter = promotion.promoter(mlflow)
@@ -57,11 +67,8 @@ def approval_sensor(context: dg.SensorEvaluationContext, mlflow: MlflowStore,
         outcomes = promoter.process_approvals()
     except MoveInProgress as exc:  # another evaluation is moving champion right now
         return dg.SensorResult(skip_reason=dg.SkipReason(exc.describe()))
-    entries = promoter.ledger.entries(promoter.model)
-    cursor = json.dumps({"ledger_entries": len(entries)})
     if not outcomes:
-        return dg.SensorResult(skip_reason=dg.SkipReason("no new reviewer decisions"),
-                               cursor=cursor)
+        return dg.SensorResult(skip_reason=dg.SkipReason("no new reviewer decisions"))
     events = []
     for outcome in outcomes:
         log = context.log.info if outcome.action == "promoted" else context.log.warning
@@ -69,7 +76,7 @@ def approval_sensor(context: dg.SensorEvaluationContext, mlflow: MlflowStore,
         events.append(dg.AssetObservation(asset_key=CANDIDATE, metadata={
             "version": outcome.version, "promotion": outcome.action,
             "reason": outcome.reason, "champion": promoter.alias("champion") or "none"}))
-    return dg.SensorResult(asset_events=events, cursor=cursor)
+    return dg.SensorResult(asset_events=events)
 
 
 def _gate_table(verdict) -> str:

@@ -36,10 +36,25 @@ def test_definitions_snapshot(home, monkeypatch):
         "nightly_eval_job"}
     assert [s.name for s in definitions.sensors] == ["promotion_gate_sensor", "approval_sensor"]
     assert [s.name for s in definitions.schedules] == ["nightly_eval_schedule"]
+    groups = {}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.group_name in {"datasets", "retrieval", "training", "evaluation"}
+        groups.setdefault(node.group_name, set()).add(key.to_user_string())
         assert node.description and "\n" not in node.description.strip()
+    assert groups == {"datasets": {"dataset_slice"},
+                      "retrieval": {"embeddings_index", "candidate_index"},
+                      "training": {"training_pairs", "finetuned_encoder"},
+                      "evaluation": {"eval_report", "nightly_eval"},
+                      "release": {"candidate_model"}}
+
+
+def test_each_asset_group_is_a_core_package_and_an_assets_module():
+    """A newcomer finds an asset's code in one guess: assets/<group>.py calls plimsoll.<group>."""
+    packages = {p.parent.name for p in (REPO_ROOT / "plimsoll").glob("*/__init__.py")}
+    modules = {p.stem for p in (REPO_ROOT / "assets").glob("*.py")} - {"__init__"}
+    assert modules <= packages, modules - packages
+    graph = _load().resolve_asset_graph()
+    assert {graph.get(key).group_name for key in graph.get_all_asset_keys()} == modules
 
 
 def test_loading_the_code_location_stays_light():

@@ -1,4 +1,4 @@
-"""embeddings_index: an immutable FAISS snapshot over the published slices."""
+"""The retrieval group: immutable FAISS snapshots (base encoder and fine-tuned)."""
 
 import dagster as dg
 from pydantic import Field
@@ -100,3 +100,18 @@ def build_embeddings_index(slice_names: list[str]) -> dg.AssetsDefinition:
                                encoder.path or None, encoder.batch_size)
 
     return embeddings_index
+
+
+def build_candidate_index(slice_names: list[str]) -> dg.AssetsDefinition:
+    """candidate_index: the published slices embedded with the fine-tuned encoder."""
+
+    @dg.asset(group_name=GROUP, deps=["dataset_slice"], kinds={"faiss", "pytorch"},
+              code_version="1")
+    def candidate_index(context: dg.AssetExecutionContext, config: IndexConfig,
+                        finetuned_encoder: dict, home: PlimsollHome,
+                        slice_storage: SliceStorage, encoder: EncoderModel) -> dg.Output[dict]:
+        """Index snapshot of the published slices, embedded with the fine-tuned encoder."""
+        return snapshot_output(context, config, slice_names, home, slice_storage,
+                               finetuned_encoder["path"], encoder.batch_size)
+
+    return candidate_index

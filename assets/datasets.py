@@ -9,7 +9,7 @@ GROUP = "datasets"
 
 def slice_check_specs() -> list[dg.AssetCheckSpec]:
     """One blocking check per Great Expectations check group."""
-    from plimsoll.datasets.validation import SLICE_CHECKS
+    from plimsoll.datasets.checks import SLICE_CHECKS
 
     return [dg.AssetCheckSpec(spec.name, asset="dataset_slice", blocking=True,
                               description=spec.description) for spec in SLICE_CHECKS]

@@ -1,0 +1,149 @@
+"""The evaluation group: eval_report (candidate vs base and BM25) and nightly_eval."""
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from platform_defs.resources import (
+    EvalRegistryStore,
+    MlflowStore,
+    PlimsollHome,
+    ProjectFiles,
+    PromotionSettings,
+)
+from plimsoll.common.settings import ABSTAIN_BELOW, COST_PER_CPU_SECOND
+
+GROUP = "evaluation"
+
+
+class EvalConfig(dg.Config):
+    """What the eval runs on and how answers are scored."""
+
+    evalset: str = Field(default="", description="Eval set (JSONL); empty means the "
+                         "project's ($PLIMSOLL_EVALSET, default evalsets/python_docs_ci.jsonl); "
+                         "a relative path is in the project folder.")
+    limit: int = Field(default=0, ge=0, description="First N questions only; 0 means all.")
+    seed: int = Field(default=42, description="Seed recorded with the result (the eval "
+                      "itself is deterministic).")
+    abstain_below: float = Field(default=ABSTAIN_BELOW, description="Answer only when the best "
+                                 "passage scores at least this (cosine).")
+    cost_per_cpu_second: float = Field(default=COST_PER_CPU_SECOND, ge=0, description="Currency "
+                                       "units per CPU-second, for cost per request.")
+    answer_template: str = Field(default="", description="Answer template; empty means "
+                                 "answer.md in the project's prompts folder.")
+    abstain_template: str = Field(default="", description="Abstention template; empty means "
+                                  "abstain.md in the project's prompts folder.")
+    guard_policy: str = Field(default="", description="Query-time guard policy (egress and "
+                              "email allowlists); empty means the project's "
+                              "($PLIMSOLL_GUARD_POLICY, default policies/guard.yaml).")
+    redteam: str = Field(default="", description="Red-team set run through the candidate's "
+                         "guarded query path; attacks that get through count as critical "
+                         "violations. Empty means the project's ($PLIMSOLL_REDTEAM, default "
+                         "evalsets/redteam.jsonl).")
+
+
+def _scores_table(systems: dict[str, dict[str, float]]) -> dg.TableMetadataValue:
+    """One row per system; metrics a system lacks (BM25 has no answers) stay empty."""
+    columns = list(dict.fromkeys(k for metrics in systems.values() for k in metrics))
+    return dg.MetadataValue.table(records=[
+        dg.TableRecord({"system": name, **{k: round(metrics[k], 4) if k in metrics else None
+                                           for k in columns}})
+        for name, metrics in systems.items()])
+
+
+def build_eval_report() -> dg.AssetsDefinition:
+    """eval_report: the candidate against the base encoder and BM25, on the eval set."""
+
+    @dg.asset(group_name=GROUP, kinds={"mlflow", "sql"}, code_version="2")
+    def eval_report(config: EvalConfig,
+                    finetuned_encoder: dict, candidate_index: dict, embeddings_index: dict,
+                    home: PlimsollHome, project: ProjectFiles, mlflow: MlflowStore,
+                    eval_registry: EvalRegistryStore) -> dg.Output[dict]:
+        """How good the candidate is against the base encoder and BM25, on the eval set."""
+        from plimsoll.evaluation.candidate import run_candidate_eval
+
+        outcome = run_candidate_eval(
+            repo_root=Path(project.directory), reports_dir=home.layout.eval_reports,
+            evalset_path=project.path(config.evalset or project.evalset),
+            limit=config.limit or None,
+            seed=config.seed, abstain_below=config.abstain_below,
+            cost_per_cpu_second=config.cost_per_cpu_second,
+            answer_template=project.path(config.answer_template or project.prompt("answer")),
+            abstain_template=project.path(config.abstain_template or project.prompt("abstain")),
+            guard_policy=project.path(config.guard_policy or project.guard_policy),
+            redteam_path=project.path(config.redteam or project.redteam),
+            candidate={"encoder_path": finetuned_encoder["path"],
+                       "snapshot_path": candidate_index["path"]},
+            base={"encoder_path": embeddings_index["encoder_path"],
+                  "snapshot_path": embeddings_index["path"]},
+            registry=mlflow.registry(), mlflow_run_id=finetuned_encoder["mlflow_run_id"],
+            eval_registry=eval_registry.open(),
+            model_ref=f"checkpoint:{finetuned_encoder['digest']}",
+            commit_sha=finetuned_encoder["git_commit"])
+        candidate = outcome["systems"]["finetuned"]
+        metrics_table = dg.MetadataValue.md(outcome["markdown"])
+        return dg.Output(outcome, data_version=dg.DataVersion(outcome["report_digest"]),
+                         metadata={
+                             "report": metrics_table,
+                             "plot": dg.MetadataValue.path(outcome["paths"]["plot"]),
+                             "report_json": dg.MetadataValue.path(outcome["paths"]["json"]),
+                             "scores": _scores_table(outcome["systems"]),
+                             "recall@5": dg.MetadataValue.float(candidate["recall@5"]),
+                             "mrr": dg.MetadataValue.float(candidate["mrr"]),
+                             "eval_set_hash": outcome["eval_set_hash"],
+                             "critical_violations": dg.MetadataValue.int(
+                                 int(candidate["critical_violations"])),
+                             "soft_violation_rate": dg.MetadataValue.float(
+                                 candidate["soft_violation_rate"]),
+                             # The counts the gate tests the rate on (see policies/slos.yaml).
+                             "soft_violations": dg.MetadataValue.int(
+                                 int(candidate["soft_violations"])),
+                             "safety_answers": dg.MetadataValue.int(
+                                 int(candidate["safety_answers"])),
+                             "latency_p95_cpu_ms": dg.MetadataValue.float(
+                                 candidate["latency_p95_cpu_ms"]),
+                         })
+
+    return eval_report
+
+
+NIGHTLY_CHECK = "no_regression"
+
+
+class NightlyConfig(dg.Config):
+    """Eval settings of the nightly run."""
+
+    seed: int = Field(default=42, description="Recorded with each result.")
+    cost_per_cpu_second: float = Field(default=COST_PER_CPU_SECOND, ge=0, description="Currency "
+                                       "units per CPU-second, for cost per request.")
+
+
+@dg.asset(group_name=GROUP, kinds={"mlflow", "sql"},
+          check_specs=[dg.AssetCheckSpec(NIGHTLY_CHECK, asset="nightly_eval",
+                                         description="No metric regressed beyond "
+                                         "policies/slos.yaml since last night, and the "
+                                         "challenger is within the policy of the champion.")])
+def nightly_eval(context: dg.AssetExecutionContext, config: NightlyConfig, mlflow: MlflowStore,
+                 promotion: PromotionSettings, project: ProjectFiles,
+                 eval_registry: EvalRegistryStore) -> dg.MaterializeResult:
+    """Tonight's scores of the champion and the challenger on the full (nightly) eval set."""
+    from plimsoll.common.provenance import git_commit
+    from plimsoll.evaluation.nightly import run_nightly
+
+    promoter = promotion.promoter(mlflow)
+    result = run_nightly(promoter, project.path(promoter.policy.nightly.evalset),
+                         eval_registry.open(), git_commit(Path(project.directory)), config.seed,
+                         config.cost_per_cpu_second)
+    for regression in result.regressions:
+        context.log.error(regression.alert)
+    return dg.MaterializeResult(
+        metadata={"versions": dg.MetadataValue.json(result.versions),
+                  "scores": dg.MetadataValue.json(result.scores)},
+        check_results=[dg.AssetCheckResult(
+            check_name=NIGHTLY_CHECK, passed=not result.regressions,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="; ".join(r.alert for r in result.regressions) or "no regression",
+            metadata={"regressions": dg.MetadataValue.json([
+                {"model": r.model_ref, "metric": r.metric, "old": r.old, "new": r.new,
+                 "allowed": r.allowed, "against": r.against} for r in result.regressions])})])
