@@ -88,3 +88,20 @@ def test_pinned_pointers_work_with_the_real_dvc_cli(tmp_path, home, monkeypatch)
     assert content_hash(read_slice(data)) == build_slice(manifest).content_hash
     clean = subprocess.run([DVC, "status"], cwd=repo, capture_output=True, text=True)
     assert "up to date" in clean.stdout
+
+
+def test_the_store_leaves_the_process_environment_alone(tmp_path, monkeypatch):
+    """DVC analytics are off in the repository's config, not through os.environ."""
+    import os
+
+    from dvc import analytics
+
+    monkeypatch.delenv("DVC_NO_ANALYTICS", raising=False)
+    monkeypatch.delenv("DVC_TEST", raising=False)
+    before = dict(os.environ)
+    store = SliceStore(tmp_path / "dvc", str(tmp_path / "remote"))
+    assert dict(os.environ) == before
+    store.publish(_table(tmp_path, FAQ_ROWS))
+    assert dict(os.environ) == before
+    monkeypatch.chdir(tmp_path / "dvc")
+    assert analytics.is_enabled() is False  # what `dvc` run in the workspace decides

@@ -48,3 +48,25 @@ def test_length_bounds_and_minimum_rows(tmp_path):
     assert outcomes["text_length_bounds"].failing_count >= 1
     assert not outcomes["min_row_count"].passed
     assert "observed 6" in outcomes["min_row_count"].message
+
+
+def test_validating_leaves_the_process_environment_alone(tmp_path, monkeypatch):
+    """GX analytics are off in the context's own config, not through os.environ."""
+    import os
+
+    from plimsoll.datasets import validation
+
+    monkeypatch.delenv("GX_ANALYTICS_ENABLED", raising=False)
+    validation._batch_definition.cache_clear()
+    validation._context.cache_clear()
+    before = dict(os.environ)
+    outcomes = _outcomes(tmp_path, FAQ_ROWS)
+    assert dict(os.environ) == before
+    assert all(o.passed for o in outcomes.values())
+    assert validation._context().variables.analytics_enabled is False
+
+
+def test_the_declared_checks_are_the_ones_validation_reports(tmp_path):
+    from plimsoll.datasets.checks import SLICE_CHECKS
+
+    assert list(_outcomes(tmp_path, FAQ_ROWS)) == [spec.name for spec in SLICE_CHECKS]

@@ -8,14 +8,16 @@ import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from plimsoll.common.errors import SliceDataError
 from plimsoll.common.files import json_type
 from plimsoll.common.hashing import canonical_json, sha256_text
 from plimsoll.datasets.manifests import SliceManifest
 from plimsoll.datasets.sources import read_records
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SLICE_COLUMNS = ("id", "title", "text", "slice", "classification")
 
@@ -53,6 +55,8 @@ class SliceTable:
 
 def build_slice(manifest: SliceManifest) -> SliceTable:
     """Load a slice's source and normalise it; refuse sources that cannot make a slice."""
+    import pandas as pd
+
     file = manifest.source_path or manifest.manifest_path
     rows = []
     for where, record in read_records(manifest):
@@ -109,6 +113,8 @@ def _preview(value: object) -> str:
 
 def content_hash(frame: pd.DataFrame) -> str:
     """Hash of the rows' values in order, independent of how Parquet encodes them."""
+    import pandas as pd
+
     lines = (canonical_json([None if pd.isna(v) else v for v in row])
              for row in frame[list(SLICE_COLUMNS)].itertuples(index=False, name=None))
     return sha256_text("\n".join(lines))
@@ -130,4 +136,6 @@ def write_parquet(frame: pd.DataFrame, destination: Path) -> Path:
 
 def read_slice(path: Path) -> pd.DataFrame:
     """Read a slice's Parquet file."""
+    import pandas as pd
+
     return pd.read_parquet(path, engine="pyarrow").astype("string")

@@ -57,7 +57,8 @@ def read_records(manifest: SliceManifest) -> Iterator[Located]:
         path = manifest.source_path
         assert path is not None  # guaranteed by the manifest validator
         if kind == "jsonl":
-            for number, record in json_lines(path, read_text(path, error=SliceDataError, field="source.path"), error=SliceDataError):
+            text = read_text(path, error=SliceDataError, field="source.path")
+            for number, record in json_lines(path, text, error=SliceDataError):
                 yield f"line {number}", record
         elif kind == "csv":
             yield from _csv(path, read_text(path, error=SliceDataError, field="source.path"))

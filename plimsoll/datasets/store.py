@@ -39,13 +39,15 @@ class SliceStore:
     """A DVC repository (no git) whose outputs are the published slices.
 
     Publishing adds the slice's Parquet file to DVC and pushes it to the remote; the
-    remote is content-addressed, so an earlier version is never overwritten.
+    remote is content-addressed, so an earlier version is never overwritten. DVC is driven
+    through its Python API, which sends no usage analytics (only the `dvc` command does);
+    the repository's own config (core.analytics = false) turns them off for anyone who runs
+    `dvc` in the workspace, so the store leaves the process environment alone.
     """
 
     def __init__(self, workspace: Path, remote_url: str) -> None:
         self.workspace = Path(workspace)
         self.remote_url = remote_url
-        os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
     @property
     def slices_dir(self) -> Path:

@@ -2,44 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
+from plimsoll.datasets.checks import SLICE_CHECKS, CheckSpec
 from plimsoll.datasets.manifests import Classification, SliceManifest
 from plimsoll.datasets.slices import SLICE_COLUMNS
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 SAMPLE_SIZE = 10
-
-
-@dataclass(frozen=True)
-class CheckSpec:
-    """One blocking check on a slice: its name and what it protects."""
-
-    name: str
-    description: str
-    column: str | None
-    fix: str
-
-
-SLICE_CHECKS: tuple[CheckSpec, ...] = (
-    CheckSpec("schema_and_types", "Columns are exactly id, title, text, slice, classification, "
-              "all strings, with an id on every row.", "id",
-              "give every row a string id, in the column named by id_field"),
-    CheckSpec("text_not_null", "Every row has non-empty text.", "text",
-              "fill or drop the rows without text in the column named by text_field"),
-    CheckSpec("ids_unique", "Ids are unique within the slice.", "id",
-              "make ids unique: drop duplicate rows or fix the id column"),
-    CheckSpec("text_length_bounds", "Text length lies within the manifest's min/max_text_chars.",
-              "text", "split or drop over-long rows, or change min/max_text_chars"),
-    CheckSpec("classification_allowed", "Classification is one of public, internal, "
-              "confidential, restricted.", "classification",
-              "set classification in the manifest to an allowed value"),
-    CheckSpec("min_row_count", "The slice has at least the manifest's min_rows rows.", None,
-              "add rows to the source, or lower min_rows in the manifest"),
-)
 
 
 @dataclass(frozen=True)
@@ -91,15 +65,29 @@ def _expectations(manifest: SliceManifest) -> list[tuple[str, object]]:
 
 
 @cache
-def _batch_definition():
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+def _context():
+    """The in-memory GX context the slice suites run in, made once per process."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
-    context = gx.get_context(mode="ephemeral")
+    # GX's default ephemeral config, with analytics off in the context's own config rather
+    # than through $GX_ANALYTICS_ENABLED, which would change the environment of the process.
+    config = DataContextConfig(
+        analytics_enabled=False,
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=True))
+    context = gx.get_context(project_config=config, mode="ephemeral")
     # Dagster logs carry the outcome; GE's per-metric progress bars would only add noise.
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_pandas("plimsoll_slices")
+    return context
+
+
+@cache
+def _batch_definition():
+    source = _context().data_sources.add_pandas("plimsoll_slices")
     asset = source.add_dataframe_asset("dataset_slice")
     return asset.add_batch_definition_whole_dataframe("whole_slice")
 
@@ -107,6 +95,7 @@ def _batch_definition():
 def validate_slice(frame: pd.DataFrame, manifest: SliceManifest) -> list[CheckOutcome]:
     """Run the slice suite on a frame; one outcome per check in SLICE_CHECKS order."""
     import great_expectations as gx
+    import pandas as pd
 
     batch_definition = _batch_definition()
     suite = gx.ExpectationSuite(name=f"dataset_slice.{manifest.name}")
@@ -144,5 +133,7 @@ def validate_slice(frame: pd.DataFrame, manifest: SliceManifest) -> list[CheckOu
 
 
 def _row_label(ids: pd.Series, row: int) -> str:
+    import pandas as pd
+
     value = ids.iloc[row]
     return f"<row {row}: no id>" if pd.isna(value) else str(value)

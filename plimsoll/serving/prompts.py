@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache, lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from plimsoll.common.errors import PlimsollError
 from plimsoll.common.hashing import sha256_file
+
+if TYPE_CHECKING:
+    import jinja2
 
 REQUIRED = ("id", "version", "owner", "variables")
 
@@ -32,16 +37,27 @@ class PromptTemplate:
 
     def render(self, **values: object) -> str:
         """Render with exactly the declared variables."""
-        import jinja2
-
         given, declared = set(values), set(self.variables)
         if given != declared:
             raise PlimsollError(f"template {self.template_id} declares {sorted(declared)} but "
                                 f"was given {sorted(given)}", file=self.path,
                                 field="variables", fix="pass exactly the declared variables")
-        environment = jinja2.Environment(undefined=jinja2.StrictUndefined,
-                                         keep_trailing_newline=False, autoescape=False)
-        return environment.from_string(self.body).render(**values).strip()
+        return _compiled(self.body).render(**values).strip()
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    """The one Jinja environment templates compile in (it holds no per-answer state)."""
+    import jinja2
+
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False,
+                              autoescape=False)
+
+
+@lru_cache(maxsize=256)
+def _compiled(body: str) -> jinja2.Template:
+    """A template body compiled once, not on every answer; the body is its whole identity."""
+    return _environment().from_string(body)
 
 
 def load_template(path: Path) -> PromptTemplate:
