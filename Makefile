@@ -11,23 +11,58 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-slow lint ui mlflow-ui bench pin clean k8s-tools k8s-check ai-ci nightly
+.PHONY: install lock demo test test-slow lint ui mlflow-ui bench pin clean k8s-tools k8s-check ai-ci nightly
 
 install: $(VENV)/.installed
 
+# Every package comes from requirements.lock, pinned with its hashes; `make lock` writes it
+# from pyproject.toml and tests/test_dependency_pins.py fails when the two disagree. The lock
+# is the whole resolution, so pip installs it as it stands (--no-deps: nothing is resolved
+# again at install time), then the project itself.
+#
 # The antlr4 conflict, resolved on purpose (dagster-io/dagster#27487): DVC depends on
 # hydra-core and omegaconf 2.3, which pin antlr4-python3-runtime 4.9; Dagster's asset
-# selection parser needs 4.13. We install antlr4 4.13.2 for Dagster and omegaconf 2.4.0,
-# which vendors its own antlr runtime. Only hydra's parser stays on 4.9, and only
+# selection parser needs 4.13. The lock holds antlr4 4.13.2 for Dagster and omegaconf 2.4.0,
+# which vendors its own antlr runtime (requirements-overrides.txt; `pip check` reports the
+# hydra-core pin, as expected). Only hydra's parser stays on 4.9, and only
 # `dvc exp` with hydra composition uses it, which Plimsoll never runs (hydra's pytest
 # plugin is disabled in pyproject.toml). tests/test_dependency_pins.py runs a real
 # `dagster asset materialize --select` and a real DVC add/push/pull to prove it.
-$(VENV)/.installed: pyproject.toml
+PIP_VERSION := 26.3
+$(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip install --quiet --no-deps 'antlr4-python3-runtime==4.13.2' 'omegaconf==2.4.0'
+	$(BIN)/pip install --quiet 'pip==$(PIP_VERSION)'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+# `make lock` upgrades on purpose: it resolves pyproject.toml afresh to the newest versions it
+# allows (Python 3.11, x86_64 Linux) and writes every pin with its hashes, in three locks of
+# one resolution:
+#   requirements.lock             make install: the dependencies and the dev extra, torch's
+#                                 CPU build from the machine's disk (PIP_FIND_LINKS)
+#   k8s/image/requirements.lock   the image: the same pins, the s3 extra instead of dev, and
+#                                 PyPI's torch, so the GPU image gets the CUDA build
+#   k8s/image/mlflow-server.lock  the image's mlflow target, at the same pins
+# `make lock LOCK_UPGRADE='--upgrade-package mlflow'` moves one package and keeps the rest.
+UV_VERSION := 0.13.8
+LOCK_UPGRADE ?= --upgrade
+LOCK_FIND_LINKS ?= $(or $(PIP_FIND_LINKS),/opt/wheels)
+UV_COMPILE = $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_36 --custom-compile-command 'make lock' $(LOCK_UPGRADE)
+# name==version of each pin in a lock, without torch's +cpu, as constraints for the next lock.
+LOCKED_VERSIONS = sed -n 's/^\([A-Za-z0-9][^ ]*==[^ +]*\).*/\1/p'
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet 'uv==$(UV_VERSION)'
+	$(UV_COMPILE) pyproject.toml --extra dev --override requirements-overrides.txt \
+		--find-links $(LOCK_FIND_LINKS) -o requirements.lock
+	$(LOCKED_VERSIONS) requirements.lock > $(VENV)/locked-versions.txt
+	$(UV_COMPILE) pyproject.toml --extra s3 --override requirements-overrides.txt \
+		--constraint $(VENV)/locked-versions.txt -o k8s/image/requirements.lock
+	$(LOCKED_VERSIONS) k8s/image/requirements.lock > $(VENV)/image-versions.txt
+	$(UV_COMPILE) k8s/image/mlflow-server.in --constraint $(VENV)/image-versions.txt \
+		-o k8s/image/mlflow-server.lock
 
 demo: install
 	mkdir -p $(DAGSTER_HOME)
