@@ -9,6 +9,11 @@ at least 95% of attacks caught, at most 2% of benign questions and passages flag
 under 5 ms per prompt on 2 cores. The speed anchor measured in the same run is one
 encoder query (what retrieval costs anyway), so the ratio says what the guard adds.
 
+Start-up: Guard() construction, timed in fresh interpreters, against the previous loader
+(the same construction with scikit-learn's HashingVectorizer imported, as it used to be);
+and the injection classifier's scoring per prompt against scoring with scikit-learn's
+hashing, with the largest difference in P(attack) between the two (it must be 0).
+
 Usage: python benchmarks/guard_quality.py [--corpus DIR] [--show-misses]
 Exit 1 when a target is missed.
 """
@@ -19,6 +24,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -28,10 +34,30 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from plimsoll.common.files import read_jsonl  # noqa: E402
 from plimsoll.guard import Guard, load_guard_policy  # noqa: E402
+from plimsoll.guard.classifier import load_classifier  # noqa: E402
 from plimsoll.serving.prompts import load_template  # noqa: E402
 
 CATCH_TARGET, BENIGN_TARGET, BUDGET_MS = 0.95, 0.02, 5.0
+SCORE_TOLERANCE = 1e-9
+# Guard() in a fresh interpreter; PREVIOUS first imports what the previous loader did.
+CONSTRUCT = """
+import json, sys, time
+sys.path.insert(0, {repo!r})
+from plimsoll.guard import Guard
+started = time.perf_counter()
+{previous}
+Guard()
+print(json.dumps([time.perf_counter() - started, "sklearn" in sys.modules]))
+"""
+PREVIOUS = """
+from sklearn.feature_extraction.text import HashingVectorizer
+from plimsoll.guard.classifier import BLOCKS, CARD_PATH, HASHING
+card = json.loads(CARD_PATH.read_text())["hashing"]
+[HashingVectorizer(analyzer=card[b]["analyzer"], ngram_range=tuple(card[b]["ngram_range"]),
+                   n_features=card[b]["n_features"], **HASHING) for b in BLOCKS]
+"""
 
 
 def main() -> int:
@@ -77,19 +103,76 @@ def main() -> int:
     if anchor_ms:
         print(f"encoder query (anchor):    {anchor_ms:.2f} ms: the guard adds "
               f"{guard_ms / anchor_ms:.2f}x of a retrieval embedding")
+    (built_ms, sklearn_loaded), (previous_ms, _) = _construction_ms()
+    print(f"Guard() construction:      {built_ms:.0f} ms in a fresh interpreter (scikit-learn "
+          f"imported: {'yes' if sklearn_loaded else 'no'})")
+    print(f"previous loader (anchor):  {previous_ms:.0f} ms with scikit-learn's hashing: "
+          f"ratio {built_ms / previous_ms:.2f}")
+    score_ms, sklearn_ms, largest = _classifier_against_sklearn(prompts)
+    print(f"classifier per prompt:     {score_ms:.3f} ms; with scikit-learn's hashing "
+          f"(anchor) {sklearn_ms:.3f} ms: ratio {score_ms / sklearn_ms:.2f}; largest "
+          f"|P(attack) difference| {largest:.1e} (allowed {SCORE_TOLERANCE:.0e})")
     if args.show_misses:
         for row in missed:
             print(f"  MISS {row['category']}: {row['text'][:160]!r}")
         for row in flagged:
             print(f"  FLAGGED {row['category']}: {row['text'][:160]!r}")
-    ok = catch >= CATCH_TARGET and benign_rate <= BENIGN_TARGET and guard_ms < BUDGET_MS
+    ok = (catch >= CATCH_TARGET and benign_rate <= BENIGN_TARGET and guard_ms < BUDGET_MS
+          and largest <= SCORE_TOLERANCE and not sklearn_loaded)
     print("guard_quality:", "PASS" if ok else "FAIL")
     return 0 if ok else 1
 
 
 def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    return [row for _, row in read_jsonl(path)]
+
+
+def _construction_ms(repeats: int = 3) -> tuple[tuple[float, bool], tuple[float, bool]]:
+    """(median ms, scikit-learn imported) of Guard() now and with the previous loader.
+
+    Each in a fresh interpreter (an import is paid once per process), taken in turns so
+    both see the same load on the machine.
+    """
+    timings: dict[str, list[tuple[float, bool]]] = {"now": [], "previous": []}
+    for _ in range(repeats):
+        for name, previous in (("now", ""), ("previous", PREVIOUS)):
+            script = CONSTRUCT.format(repo=str(REPO), previous=previous)
+            result = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                    text=True, check=True)
+            seconds, loaded = json.loads(result.stdout.splitlines()[-1])
+            timings[name].append((seconds * 1000, loaded))
+    return tuple((statistics.median(ms for ms, _ in runs), any(loaded for _, loaded in runs))
+                 for runs in (timings["now"], timings["previous"]))
+
+
+def _classifier_against_sklearn(texts: list[str]) -> tuple[float, float, float]:
+    """Scoring ms per text, with numpy's hashing and with scikit-learn's; largest difference.
+
+    The difference is in P(attack) between the two, over these texts.
+    """
+    import numpy as np
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    from plimsoll.guard.classifier import HASHING
+
+    model = load_classifier()
+    vectorisers = [(HashingVectorizer(analyzer=hasher.analyzer, n_features=hasher.n_features,
+                                      ngram_range=hasher.ngram_range, **HASHING), idf)
+                   for hasher, idf in model.blocks]
+
+    def sklearn_score(text: str) -> float:  # the classifier's score() before issue #13
+        total, offset = model.intercept, 0
+        for vectoriser, idf in vectorisers:
+            counts = vectoriser.transform([text])
+            if counts.nnz:
+                weights = (np.log(counts.data) + 1.0) * idf[counts.indices]
+                weights /= np.sqrt(np.dot(weights, weights))
+                total += float(np.dot(weights, model.coef[offset + counts.indices]))
+            offset += vectoriser.n_features
+        return float(1.0 / (1.0 + np.exp(-total)))
+
+    largest = max(abs(model.score(text) - sklearn_score(text)) for text in texts)
+    return (_per_item_ms(model.score, texts), _per_item_ms(sklearn_score, texts), largest)
 
 
 def _screen(guard: Guard, row: dict):

@@ -115,28 +115,34 @@ def json_lines(path: Path, text: str, *, error: type[PlimsollError] = PlimsollEr
     Lines end at newline only: a JSON string may hold U+2028 and other characters that
     str.splitlines() would break a line at.
     """
-    one_object = "make every line one JSON object: {\"key\": value, ...}"
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.removesuffix("\r")
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line, object_pairs_hook=_unique_keys,
-                                parse_constant=_no_constant, parse_float=_finite)
-        except json.JSONDecodeError as exc:
-            raise error(f"line {number} is not valid JSON ({exc.msg} at column {exc.colno})",
-                        file=path, fix=one_object) from None
-        except _Ambiguous as exc:
-            raise error(f"line {number}: {exc}", file=path, field=exc.key, fix=exc.fix) from None
-        except (ValueError, RecursionError) as exc:  # an integer too long, or deep nesting
-            reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
-            raise error(f"line {number}: {reason}", file=path,
-                        fix="write plain values: strings, arrays of strings, small numbers"
-                        ) from None
-        if not isinstance(record, dict):
-            raise error(f"line {number} is a JSON {json_type(record)}, not an object",
-                        file=path, fix=one_object)
-        yield number, record
+        if line.strip():
+            yield number, json_line(path, number, line, error=error)
+
+
+def json_line(path: Path | str, number: int, line: str, *,
+              error: type[PlimsollError] = PlimsollError) -> dict:
+    """Line `number` of a JSON Lines file or stream as one object, read strictly (path:line)."""
+    one_object = "make every line one JSON object: {\"key\": value, ...}"
+    try:
+        record = json.loads(line, object_pairs_hook=_unique_keys,
+                            parse_constant=_no_constant, parse_float=_finite)
+    except json.JSONDecodeError as exc:
+        raise error(f"line {number} is not valid JSON ({exc.msg} at column {exc.colno})",
+                    file=path, line=number, fix=one_object) from None
+    except _Ambiguous as exc:
+        raise error(f"line {number}: {exc}", file=path, line=number, field=exc.key,
+                    fix=exc.fix) from None
+    except (ValueError, RecursionError) as exc:  # an integer too long, or deep nesting
+        reason = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise error(f"line {number}: {reason}", file=path, line=number,
+                    fix="write plain values: strings, arrays of strings, small numbers"
+                    ) from None
+    if not isinstance(record, dict):
+        raise error(f"line {number} is a JSON {json_type(record)}, not an object",
+                    file=path, line=number, fix=one_object)
+    return record
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

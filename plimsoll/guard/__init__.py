@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from plimsoll.common.errors import PlimsollError
+from plimsoll.common.files import load_yaml_model
 from plimsoll.guard.admission import admit
 from plimsoll.guard.classifier import InjectionClassifier, load_classifier
 from plimsoll.guard.findings import CRITICAL, OWASP, SOFT, Finding, Verdict
@@ -56,31 +56,31 @@ LIMIT_FIELDS = {"input": "max_input_chars", "passage": "max_passage_chars",
                 "output": "max_output_chars"}
 
 
+LIMIT_FIX = "a positive whole number of characters, e.g. max_input_chars: 4000"
+HOSTS_FIX = ("egress_allowlist and email_allowlist are lists of host names ('*.example.org' "
+             "matches subdomains)")
+# The fix for each kind of mistake pydantic reports (the field is named with it).
+POLICY_FIXES = {
+    "int_type": LIMIT_FIX, "greater_than": LIMIT_FIX,
+    "list_type": HOSTS_FIX, "string_type": HOSTS_FIX,
+    "int_parsing": "version is a whole number: version: 1",
+    "int_from_float": "version is a whole number: version: 1",
+    "extra_forbidden": "remove the key or correct its spelling: the fields are "
+                       + ", ".join(GuardPolicy.model_fields),
+}
+
+
 def load_guard_policy(path: Path) -> GuardPolicy:
-    """Read the guard policy; a wrong key or type names the field and the fix."""
+    """Read the guard policy; a wrong key or type names the file, line, field and fix."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return GuardPolicy.model_validate(raw)
-    except FileNotFoundError:
+    if not path.exists():
         raise PlimsollError("guard policy not found", file=path,
-                            fix="create it (see policies/guard.yaml)") from None
-    except UnicodeDecodeError as exc:
-        raise PlimsollError(f"not UTF-8 text (byte {exc.start})", file=path,
-                            fix="save the policy as UTF-8 YAML") from None
-    except OSError as exc:
-        raise PlimsollError(f"cannot read the guard policy ({exc.strerror})", file=path,
-                            fix="point at a readable YAML file") from None
-    except yaml.YAMLError as exc:
-        raise PlimsollError(f"not valid YAML ({exc})", file=path, fix="fix the syntax") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise PlimsollError(first["msg"], file=path, field=field or None,
-                            fix="a positive whole number of characters"
-                            if field in LIMIT_FIELDS.values() else "egress_allowlist and "
-                            "email_allowlist are lists of host names ('*.example.org' "
-                            "matches subdomains)") from None
+                            fix="create it (see policies/guard.yaml)")
+    if not path.is_file():
+        raise PlimsollError("cannot read the guard policy (it is not a file)", file=path,
+                            fix="point at a readable YAML file")
+    return load_yaml_model(path, GuardPolicy, error=PlimsollError, what="the guard policy",
+                           fixes=POLICY_FIXES, fix="see policies/guard.yaml for each field")
 
 
 class Guard:

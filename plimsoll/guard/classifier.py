@@ -1,13 +1,16 @@
 """A learned second opinion on injection: character and word n-grams, logistic regression.
 
-The rules (rules.py) say exactly what they caught, but miss phrasings nobody wrote a rule
+The rules (rules/) say exactly what they caught, but miss phrasings nobody wrote a rule
 for. The classifier scores the whole text instead: TF-IDF over character n-grams (robust
 to typos and inflection) and word n-grams, then a logistic regression. It is trained by
 `tools/train_guard_classifier.py` on the red-team set and the guard corpora (attacks) and
 benign questions, passages and documentation chunks. What it learned is plain arrays (the
 IDF weights and coefficients; hashing needs no vocabulary) in an .npz loaded without pickle,
-so loading takes milliseconds and runs no stored code. The model card beside it says how
-the features are hashed, what it was trained on, and how it scored out of fold.
+so loading takes milliseconds and runs no stored code. Scoring needs numpy alone:
+hashed_ngrams.py makes scikit-learn's hashed features without importing it (a second at
+start-up); training (build_pipeline, save_classifier) uses scikit-learn itself. The model
+card beside it says how the features are hashed, what it was trained on, and how it scored
+out of fold.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from functools import lru_cache
 from pathlib import Path
 
 from plimsoll.common.errors import PlimsollError
+from plimsoll.common.files import read_jsonl
 from plimsoll.common.hashing import sha256_files
 
 MODEL_PATH = Path(__file__).with_name("injection_model.npz")
 CARD_PATH = MODEL_PATH.with_suffix(".json")
 BLOCKS = ("chars", "words")
 # Raw counts for the TF-IDF step (the card records analyzer, n-gram range and width).
+# Scoring makes these features without scikit-learn (hashed_ngrams.py reproduces exactly
+# these options and the defaults: lower case, the default token pattern, no accent
+# stripping); change one here and it must change there.
 HASHING = {"alternate_sign": False, "norm": None}
 
 
@@ -53,7 +60,7 @@ class InjectionClassifier:
     benign, such as documentation about attacks, is a mention, not an attack).
     """
 
-    blocks: tuple  # (HashingVectorizer, idf weights) per feature block, in coef order
+    blocks: tuple  # (NgramHasher, idf weights) per feature block, in coef order
     coef: object
     intercept: float
     threshold: float
@@ -63,13 +70,16 @@ class InjectionClassifier:
         """P(attack): sublinear TF-IDF per block, L2-normalised, then the logistic model."""
         import numpy as np
 
+        from plimsoll.guard.hashed_ngrams import hashed_counts
+
         total, offset = self.intercept, 0
-        for hasher, idf in self.blocks:
-            counts = hasher.transform([text])
-            if counts.nnz:
-                weights = (np.log(counts.data) + 1.0) * idf[counts.indices]
+        hashers = tuple(hasher for hasher, _ in self.blocks)
+        for (hasher, idf), (indices, counts) in zip(self.blocks, hashed_counts(text, hashers),
+                                                    strict=True):
+            if len(indices):
+                weights = (np.log(counts) + 1.0) * idf[indices]
                 weights /= np.sqrt(np.dot(weights, weights))
-                total += float(np.dot(weights, self.coef[offset + counts.indices]))
+                total += float(np.dot(weights, self.coef[offset + indices]))
             offset += hasher.n_features
         return float(1.0 / (1.0 + np.exp(-total)))
 
@@ -109,7 +119,8 @@ def classifier_digest(path: Path = MODEL_PATH) -> str:
 def load_classifier(path: Path = MODEL_PATH) -> InjectionClassifier:
     """Load the shipped model (once per process); a missing or broken file is a clear error."""
     import numpy as np
-    from sklearn.feature_extraction.text import HashingVectorizer
+
+    from plimsoll.guard.hashed_ngrams import NgramHasher
 
     path = Path(path)
     card_path = path.with_suffix(".json")
@@ -120,10 +131,9 @@ def load_classifier(path: Path = MODEL_PATH) -> InjectionClassifier:
         card = json.loads(card_path.read_text(encoding="utf-8"))
         with np.load(path, allow_pickle=False) as arrays:
             blocks = tuple(
-                (HashingVectorizer(analyzer=card["hashing"][name]["analyzer"],
-                                   ngram_range=tuple(card["hashing"][name]["ngram_range"]),
-                                   n_features=card["hashing"][name]["n_features"],
-                                   **HASHING),
+                (NgramHasher(analyzer=card["hashing"][name]["analyzer"],
+                             ngram_range=tuple(card["hashing"][name]["ngram_range"]),
+                             n_features=int(card["hashing"][name]["n_features"])),
                  arrays[f"idf_{name}"].copy()) for name in BLOCKS)
             coef, intercept = arrays["coef"].copy(), float(arrays["intercept"][0])
         threshold, confirm = float(card["threshold"]), float(card["confirm"])
@@ -144,18 +154,11 @@ def read_corpus(folder: Path) -> list[tuple[str, int]]:
         if not path.is_file():
             raise PlimsollError("corpus file not found", file=path,
                                 fix="a guard corpus folder holds attacks.jsonl and benign.jsonl")
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                text = json.loads(line)["text"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise PlimsollError("not a JSON object with a 'text' field",
-                                    file=f"{path}:{number}",
-                                    fix='write one {"text": ..., "category": ...} per line'
-                                    ) from None
+        for number, row in read_jsonl(path):
+            text = row.get("text")
             if not isinstance(text, str) or not text.strip():
-                raise PlimsollError("'text' is empty or not a string", file=f"{path}:{number}",
-                                    field="text", fix="give the example's text")
+                raise PlimsollError("'text' is missing, empty or not a string", file=path,
+                                    line=number, field="text",
+                                    fix='write one {"text": ..., "category": ...} per line')
             rows.append((text, label))
     return rows

@@ -6,7 +6,8 @@ import re
 
 from plimsoll.guard.classifier import InjectionClassifier, load_classifier
 from plimsoll.guard.findings import CRITICAL, SOFT, Finding, Verdict
-from plimsoll.guard.rules import RULES, Rule
+from plimsoll.guard.notation import Rule
+from plimsoll.guard.rules import RULES
 from plimsoll.guard.views import View, decoded_views, normalise
 
 QUOTES = "'\"‘’“”`"

@@ -10,13 +10,13 @@ for the guard to judge (views.py drops them from what the rules read).
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from plimsoll.common.errors import PlimsollError
+from plimsoll.common.files import json_line
 from plimsoll.guard.admission import SURROGATE
 
 # Far beyond any guard policy's limits (a longer text is refused unread), but a file with
@@ -50,13 +50,18 @@ def read_texts(stream: BinaryIO, name: str) -> Iterator[tuple[int, str, dict[str
                                 fix="screen text, one input per line")
         if number == 1:
             raw = _without_bom(raw, name)
-        text, extra = parse_line(raw, f"{name}:{number}")
+        text, extra = parse_line(raw, name, number)
         if text is not None:
             yield number, text, extra
 
 
-def parse_line(raw: bytes, where: str) -> tuple[str | None, dict[str, object]]:
-    """A JSONL row's `text` (and `id`), or the line itself; None for a blank line."""
+def parse_line(raw: bytes, name: str, number: int) -> tuple[str | None, dict[str, object]]:
+    """A JSONL row's `text` (and `id`), or the line itself; None for a blank line.
+
+    A line that starts with "{" is a JSON object, read as every JSON Lines file is
+    (plimsoll.common.files: no key given twice, no NaN).
+    """
+    where = f"{name}:{number}"
     try:
         line = raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as exc:
@@ -69,18 +74,13 @@ def parse_line(raw: bytes, where: str) -> tuple[str | None, dict[str, object]]:
     if not line.lstrip().startswith("{"):
         return line, {}
     try:
-        row = json.loads(line, object_pairs_hook=_unique_keys)
-    except json.JSONDecodeError as exc:
-        raise PlimsollError(f"line starts like JSON but does not parse ({exc.msg})",
-                            file=where, fix="one JSON object per line, or plain text that "
+        row = json_line(name, number, line)
+    except PlimsollError as exc:  # a row that does not parse may have been meant as text
+        raise PlimsollError(exc.problem, file=name, line=number, field=exc.field,
+                            fix=exc.fix if exc.field else f"{exc.fix}, or plain text that "
                             "does not start with '{'") from None
-    except DuplicateKeyError as exc:
-        raise PlimsollError(f"the JSON row names '{exc}' twice", file=where, field=str(exc),
-                            fix="give each key once: which value was meant is a guess"
-                            ) from None
-    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-        found = (f"it is {_json_type(row['text'])}" if isinstance(row, dict) and "text" in row
-                 else "there is none")
+    if not isinstance(row.get("text"), str):
+        found = f"it is {_json_type(row['text'])}" if "text" in row else "there is none"
         raise PlimsollError(f"JSON row has no string `text` ({found})", file=where,
                             field="text", fix='write {"text": "..."}')
     if "id" not in row:
@@ -92,19 +92,6 @@ def parse_line(raw: bytes, where: str) -> tuple[str | None, dict[str, object]]:
     if isinstance(row_id, str):
         row_id = SURROGATE.sub("\ufffd", row_id)  # echoed on stdout, which needs valid text
     return row["text"], {"id": row_id}
-
-
-class DuplicateKeyError(ValueError):
-    """A JSON object names one key twice."""
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    row: dict[str, object] = {}
-    for key, value in pairs:
-        if key in row:
-            raise DuplicateKeyError(key)
-        row[key] = value
-    return row
 
 
 def _without_bom(raw: bytes, name: str) -> bytes:

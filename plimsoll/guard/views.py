@@ -1,9 +1,11 @@
 """Views of a text for the input guard: normalised, and with hidden payloads decoded.
 
-Attackers hide instructions from keyword filters with encodings. Each view undoes one
-trick (invisible and tag characters, homoglyphs, leetspeak, spacing, reversal, rot13,
-base64, hex, URL encoding, Morse, string splitting) so the same rules read what a model
-would read. The base view keeps a map back to the caller's character offsets.
+Attackers hide instructions from keyword filters with encodings. The base view undoes
+invisible and tag characters and homoglyphs, and keeps a map back to the caller's
+character offsets; each decoder in DECODERS (at the end) undoes one more trick (rot13,
+reversal, leetspeak, spacing, base64, base32, ASCII codes, hex, HTML entities, URL
+encoding, binary, Unicode escapes, Caesar shifts, Morse, string splitting), so the same
+rules read what a model would read.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import codecs
 import html
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -178,58 +181,127 @@ def _mixes_latin(word: str) -> bool:
     return "LATIN" in scripts and len(scripts) > 1
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What every decoder may look at: the text, its base view, and how English each reads."""
+
+    text: str
+    base: Normalised
+    plain: float  # the base view's share of English function words
+    hinted: bool  # the text mentions a cipher or reversal
+
+    @property
+    def lowered(self) -> str:
+        """The base view's text (lower case, invisible characters dropped)."""
+        return self.base.text
+
+    @property
+    def whole(self) -> tuple[int, int]:
+        """The span of the whole original text."""
+        return (0, len(self.text))
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """One trick undone: the name its views carry, and how it reads them off a text."""
+
+    name: str
+    read: Callable[[str, Reading], list[View]]
+
+    def views(self, reading: Reading) -> list[View]:
+        """The views this decoder reads off the text (none when the trick is not there)."""
+        return self.read(self.name, reading)
+
+
 def decoded_views(text: str, base: Normalised) -> list[View]:
-    """Every hidden reading of the text worth screening again.
+    """Every hidden reading of the text worth screening again, decoder by decoder.
 
     At most one view per decoder (and one Caesar shift, the most English), so screening
     the views costs a bounded multiple of screening the text, whatever the text holds.
     """
-    whole = (0, len(text))
-    lowered = base.text
-    # A whole-text transform is worth reading only when it reads more like English than
-    # the text itself does (rot13 or reversed English is gibberish, and vice versa).
-    plain = _englishness(lowered)
-    hinted = CIPHER_HINT.search(text) or REVERSE_HINT.search(text)
-    views = [View(name, candidate, whole) for name, candidate in
-             (("rot13", codecs.encode(lowered, "rot13")), ("reversed", lowered[::-1]))
-             if hinted or _englishness(candidate) > plain]
+    reading = Reading(text, base, _englishness(base.text),
+                      bool(CIPHER_HINT.search(text) or REVERSE_HINT.search(text)))
+    return [view for decoder in DECODERS for view in decoder.views(reading)]
+
+
+def runs_of(pattern: re.Pattern[str], decode: Callable[[str], str | None]
+            ) -> Callable[[str, Reading], list[View]]:
+    """Read every run of `pattern` in the text that `decode` reads as text (one view)."""
+    return lambda name, reading: _decoded_runs(name, pattern, decode, reading.text)
+
+
+def if_more_english(transform: Callable[[str], str]) -> Callable[[str, Reading], list[View]]:
+    """Read the whole text transformed, when that reads more like English than the text.
+
+    rot13 or reversed English is gibberish, and vice versa; a text that says it is
+    ciphered or reversed is read transformed anyway.
+    """
+
+    def read(name: str, reading: Reading) -> list[View]:
+        candidate = transform(reading.lowered)
+        if reading.hinted or _englishness(candidate) > reading.plain:
+            return [View(name, candidate, reading.whole)]
+        return []
+    return read
+
+
+def _leetspeak(name: str, reading: Reading) -> list[View]:
+    lowered = reading.lowered
     leet = lowered.translate(LEET) if LEET_WORD.search(lowered) else lowered
-    if leet != lowered:
-        views.append(View("leetspeak", leet, whole))
-        if "1" in lowered:  # 1 reads as i or as l: "ru13z"
-            views.append(View("leetspeak", lowered.translate(LEET_L), whole))
-    if base.tag_characters:
-        hidden = "".join(chr(ord(text[i]) - 0xE0000) for i in base.tag_characters
-                         if 0x20 <= ord(text[i]) - 0xE0000 < 0x7F)
-        views.append(View("unicode_tags", hidden.lower(), (base.tag_characters[0],
-                                                           base.tag_characters[-1] + 1)))
-    views += _spaced_letters(lowered, base, len(text))
-    views += _runs("base64", BASE64_RUN, _base64_payload, text)
-    views += _runs("base32", BASE32_RUN, _base32_text, text)
-    views += _runs("ascii_codes", DECIMAL_RUN, _decimal_text, text)
-    views += _runs("hex", HEX_RUN, _hex_text, text)
-    if text.count("&#") >= 3 or (text.count("&") >= 3 and ";" in text):
-        unescaped = html.unescape(text)
-        if unescaped != text:
-            views.append(View("html_entities", unescaped.lower(), whole))
-    if len(URL_ESCAPE.findall(text)) >= 3:
-        views.append(View("url_encoding", unquote(text).lower(), whole))
-    views += _runs("binary", BINARY_RUN, _binary_text, text)
-    views += _runs("unicode_escapes", UNICODE_ESCAPES, _escaped_text, text)
-    if CIPHER_HINT.search(text):
-        # A Caesar cipher has one key: the shift that reads most like English.
-        score, shift = max((_englishness(_shift(lowered, shift)), shift)
-                           for shift in range(1, 26) if shift != 13)
-        if score > plain:
-            views.append(View(f"caesar{shift}", _shift(lowered, shift), whole))
-    views += _runs("morse", MORSE_RUN, _morse_text, text)
-    quoted = [m.group(2) for m in QUOTED.finditer(text)] if SPLIT_HINT.search(text) else []
-    if len(quoted) >= 2:
-        views.append(View("split_strings", "".join(quoted).lower(), whole))
+    if leet == lowered:
+        return []
+    views = [View(name, leet, reading.whole)]
+    if "1" in lowered:  # 1 reads as i or as l: "ru13z"
+        views.append(View(name, lowered.translate(LEET_L), reading.whole))
     return views
 
 
-def _runs(name: str, pattern: re.Pattern[str], decode, text: str) -> list[View]:
+def _unicode_tags(name: str, reading: Reading) -> list[View]:
+    tags, text = reading.base.tag_characters, reading.text
+    if not tags:
+        return []
+    hidden = "".join(chr(ord(text[i]) - 0xE0000) for i in tags
+                     if 0x20 <= ord(text[i]) - 0xE0000 < 0x7F)
+    return [View(name, hidden.lower(), (tags[0], tags[-1] + 1))]
+
+
+def _html_entities(name: str, reading: Reading) -> list[View]:
+    text = reading.text
+    if text.count("&#") >= 3 or (text.count("&") >= 3 and ";" in text):
+        unescaped = html.unescape(text)
+        if unescaped != text:
+            return [View(name, unescaped.lower(), reading.whole)]
+    return []
+
+
+def _url_encoding(name: str, reading: Reading) -> list[View]:
+    if len(URL_ESCAPE.findall(reading.text)) >= 3:
+        return [View(name, unquote(reading.text).lower(), reading.whole)]
+    return []
+
+
+def _caesar(name: str, reading: Reading) -> list[View]:
+    """A Caesar cipher has one key: the shift that reads most like English."""
+    if not CIPHER_HINT.search(reading.text):
+        return []
+    lowered = reading.lowered
+    score, shift = max((_englishness(_shift(lowered, shift)), shift)
+                       for shift in range(1, 26) if shift != 13)
+    if score > reading.plain:
+        return [View(f"{name}{shift}", _shift(lowered, shift), reading.whole)]
+    return []
+
+
+def _split_strings(name: str, reading: Reading) -> list[View]:
+    text = reading.text
+    quoted = [m.group(2) for m in QUOTED.finditer(text)] if SPLIT_HINT.search(text) else []
+    if len(quoted) >= 2:
+        return [View(name, "".join(quoted).lower(), reading.whole)]
+    return []
+
+
+def _decoded_runs(name: str, pattern: re.Pattern[str], decode: Callable[[str], str | None],
+                  text: str) -> list[View]:
     """One view of every run of `pattern` in the text that `decode` reads as text."""
     decoded = []
     for match in pattern.finditer(text):
@@ -239,8 +311,9 @@ def _runs(name: str, pattern: re.Pattern[str], decode, text: str) -> list[View]:
     return _joined(name, decoded)
 
 
-def _spaced_letters(lowered: str, base: Normalised, length: int) -> list[View]:
+def _spaced_letters(name: str, reading: Reading) -> list[View]:
     """The text with every spaced-out word joined up ("i g n o r e" reads "ignore")."""
+    lowered, base, length = reading.lowered, reading.base, len(reading.text)
     parts, pieces, cursor, offset = [], [], 0, 0
     for match in SPACED_LETTERS.finditer(lowered):
         segment = match.group()
@@ -260,7 +333,7 @@ def _spaced_letters(lowered: str, base: Normalised, length: int) -> list[View]:
     if not pieces:
         return []
     parts.append(lowered[cursor:])
-    return [View("spaced_letters", "".join(parts), (pieces[0][2][0], pieces[-1][2][1]),
+    return [View(name, "".join(parts), (pieces[0][2][0], pieces[-1][2][1]),
                  tuple(pieces))]
 
 
@@ -342,3 +415,25 @@ def _morse_text(run: str) -> str | None:
     letters = [" ".join(MORSE.get(code, "?") for code in word.split()) for word in words]
     decoded = " ".join("".join(word.split()) for word in letters)
     return decoded if decoded.count("?") <= len(decoded) // 5 else None
+
+
+# The decoders, in the order their views are screened: the first rule that reads a hidden
+# payload names it, and a rule that has fired is not asked again.
+DECODERS: tuple[Decoder, ...] = (
+    Decoder("rot13", if_more_english(lambda text: codecs.encode(text, "rot13"))),
+    Decoder("reversed", if_more_english(lambda text: text[::-1])),
+    Decoder("leetspeak", _leetspeak),
+    Decoder("unicode_tags", _unicode_tags),
+    Decoder("spaced_letters", _spaced_letters),
+    Decoder("base64", runs_of(BASE64_RUN, _base64_payload)),
+    Decoder("base32", runs_of(BASE32_RUN, _base32_text)),
+    Decoder("ascii_codes", runs_of(DECIMAL_RUN, _decimal_text)),
+    Decoder("hex", runs_of(HEX_RUN, _hex_text)),
+    Decoder("html_entities", _html_entities),
+    Decoder("url_encoding", _url_encoding),
+    Decoder("binary", runs_of(BINARY_RUN, _binary_text)),
+    Decoder("unicode_escapes", runs_of(UNICODE_ESCAPES, _escaped_text)),
+    Decoder("caesar", _caesar),  # its view is named by the shift: "caesar3"
+    Decoder("morse", runs_of(MORSE_RUN, _morse_text)),
+    Decoder("split_strings", _split_strings),
+)
