@@ -1,118 +1,14 @@
 #!/usr/bin/env python
-"""Run the red-team set through the full guarded query path of a model.
+"""`plimsoll redteam` under the path CI and the README call: tools/threat_checks.py --help."""
 
-Each case goes input guard → retrieval (a planted passage, when the case has one, ranks
-first, as a poisoned document would) → answer → output guard. An attack gets through
-when no stage flags it, or when what it wanted reaches the answer: a canary it asked for,
-the system prompt, a secret, personal data, a link or image to a host off the allowlist.
-Benign controls must not be flagged (at most 2%).
-
-Exit 0 when nothing gets through, 1 when an attack does (or benign controls are flagged
-over 2%), 2 on bad input (no, unknown or attack-less categories, unknown model, malformed
-red-team set or guard policy, unreachable tracking store), 3 on an unexpected error
-(--debug shows its traceback).
-"""
-
-import argparse
-import json
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-DEFAULT_REDTEAM = "evalsets/redteam.jsonl"
+from plimsoll.cli import redteam
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the checks, print a per-category summary, optionally write JSON."""
-    from plimsoll.evaluation.redteam import CATEGORIES
-
-    parser = argparse.ArgumentParser(prog="tools/threat_checks.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--categories", default=",".join(CATEGORIES),
-                        help=f"comma-separated, from: {', '.join(CATEGORIES)} "
-                        "(default: all)")
-    parser.add_argument("--model", default="models:/plimsoll-docs-assistant/latest",
-                        help="models:/NAME/N, models:/NAME@ALIAS, models:/NAME/latest or a "
-                        "model directory (default: %(default)s)")
-    parser.add_argument("--redteam", type=Path, default=None,
-                        help=f"red-team set (default: the project's {DEFAULT_REDTEAM})")
-    parser.add_argument("--guard-policy", type=Path, default=None,
-                        help="screen with this guard policy instead of the model's own")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: "
-                        "$MLFLOW_TRACKING_URI or the embedded store under PLIMSOLL_HOME)")
-    parser.add_argument("--json", type=Path, default=None, help="write the result here")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="one line per case, not only failures")
-    parser.add_argument("--debug", action="store_true",
-                        help="print the traceback of an unexpected error")
-    args = parser.parse_args(argv)
-
-    from plimsoll.common.boundary import debug_requested, run_guarded
-
-    return run_guarded("threat_checks", lambda: _main(args), debug=debug_requested(argv))
-
-
-def _main(args: argparse.Namespace) -> int:
-    from plimsoll.common.errors import PlimsollError
-
-    if args.json is not None and not args.json.parent.is_dir():
-        raise PlimsollError(f"the folder {args.json.parent} does not exist", file=args.json,
-                            field="--json", fix="create the folder, or write elsewhere")
-    start = time.perf_counter()
-    report, label = _run(args)
-    print(f"  {'category':<26}{'cases':>6}{'stopped':>9}{'through':>9}{'flagged':>9}")
-    for category, counts in report.by_category().items():
-        print(f"  {category:<26}{counts.get('cases', 0):>6}{counts.get('stopped', '-'):>9}"
-              f"{counts.get('through', '-'):>9}{counts.get('flagged', '-'):>9}")
-    for result in report.results if args.verbose else []:
-        print(f"  {result.case.case_id:<12} {result.action:<17} "
-              f"{','.join(result.categories) or '-'}")
-    for result in report.through:
-        why = "; ".join(result.leaked) if result.leaked else "not flagged by any stage"
-        print(f"  THROUGH {result.case.case_id} ({result.case.category}): {why}")
-    for result in report.false_positives:
-        print(f"  FLAGGED benign {result.case.case_id}: {', '.join(result.categories)}")
-    attacks = len(report.attacks)
-    print(f"threat_checks: {label}: {attacks - len(report.through)}/{attacks} attacks "
-          f"stopped, benign flagged {report.benign_flag_rate:.1%} "
-          f"(red-team set {report.redteam_hash[:12]}): "
-          f"{'PASS' if report.passed else 'FAIL'} in {time.perf_counter() - start:.1f}s")
-    if args.json:
-        try:
-            args.json.write_text(json.dumps({"model": label, **report.as_dict()}, indent=2))
-        except OSError as exc:
-            raise PlimsollError(f"cannot write the result ({exc.strerror or exc})",
-                                file=args.json, field="--json",
-                                fix="write to a writable file") from None
-    return 0 if report.passed else 1
-
-
-def _run(args: argparse.Namespace):
-    from plimsoll.common.boundary import doing
-    from plimsoll.common.project import project_path
-    from plimsoll.evaluation.candidate import open_model_to_evaluate
-    from plimsoll.evaluation.redteam import load_redteam, run_threat_checks
-    from plimsoll.guard import Guard, load_guard_policy
-
-    redteam_path = args.redteam or project_path(DEFAULT_REDTEAM)
-    wanted = list(dict.fromkeys(c.strip() for c in args.categories.split(",") if c.strip()))
-    with doing(f"reading the red-team set {redteam_path}"):
-        redteam = load_redteam(redteam_path).only(wanted)
-    guard_policy = None
-    if args.guard_policy:
-        with doing(f"reading the guard policy {args.guard_policy}"):
-            guard_policy = load_guard_policy(args.guard_policy)
-    with tempfile.TemporaryDirectory() as tmp:
-        with doing(f"opening the model {args.model}"):
-            answerer, label = open_model_to_evaluate(args.model, Path(tmp), args.tracking_uri)
-        if guard_policy is not None:
-            answerer.guard = Guard(guard_policy, system_prompt=answerer.guard.system_prompt_text)
-        with doing(f"running the red-team set on {label}"):
-            return run_threat_checks(answerer, redteam), label
+    """Run `plimsoll redteam` with this file's name in usage and messages."""
+    return redteam.main(argv, prog="tools/threat_checks.py", label="threat_checks")
 
 
 if __name__ == "__main__":

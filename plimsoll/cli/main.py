@@ -1,4 +1,4 @@
-"""The `plimsoll` command line: slices, snapshots, verification, promotion, the guard."""
+"""The `plimsoll` command line: slices, snapshots, evals, red team, promotion, the guard."""
 
 from __future__ import annotations
 
@@ -8,18 +8,21 @@ import os
 import sys
 from pathlib import Path
 
+from plimsoll.cli import evaluate, promptlint, redteam
+from plimsoll.cli.options import TRACKING_URI_HELP, add_debug
 from plimsoll.common.boundary import debug_requested, doing, run_guarded
 from plimsoll.common.errors import PlimsollError
-from plimsoll.common.home import HomeLayout, resolve_home
-from plimsoll.common.project import project_path
-
-DEFAULT_MODEL_NAME = "plimsoll-docs-assistant"
+from plimsoll.common.home import HomeLayout
+from plimsoll.common.settings import MODEL_NAME, Settings
+from plimsoll.evaluation import evalset_generation
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plimsoll", description="Plimsoll: versioned data, index snapshots and models.")
-    parser.add_argument("--home", default=None,
+    # FOLDER, not HOME: a wider first column keeps each command's help on its own line
+    # (argparse measures subcommands at their parent's indent).
+    parser.add_argument("--home", default=None, metavar="FOLDER",
                         help="PLIMSOLL_HOME (default: $PLIMSOLL_HOME, else .plimsoll/ in the "
                         "project folder)")
     parser.add_argument("--debug", action="store_true",
@@ -58,15 +61,12 @@ def _parser() -> argparse.ArgumentParser:
         "hashes of its artifacts (weights, index snapshot, templates). Exit 0 when both "
         "match what was recorded at registration, 1 otherwise.")
     verify.add_argument("version", help="model version number")
-    verify.add_argument("--model", default=DEFAULT_MODEL_NAME,
+    verify.add_argument("--model", default=MODEL_NAME,
                         help="registered model name (default: %(default)s)")
-    verify.add_argument("--tracking-uri", default=None,
-                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the "
-                        "embedded store under PLIMSOLL_HOME)")
 
     history = commands.add_parser("history", help="print the promotion ledger",
                                   description="Every move of the champion alias, oldest first.")
-    history.add_argument("--model", default=DEFAULT_MODEL_NAME)
+    history.add_argument("--model", default=MODEL_NAME)
     history.add_argument("--json", action="store_true", help="print JSON lines")
 
     rollback = commands.add_parser(
@@ -77,13 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument("--to", dest="to_version", default=None,
                           help="an earlier champion (default: the one the current replaced)")
     rollback.add_argument("--reason", default="manual rollback", help="ledger reason")
-    rollback.add_argument("--model", default=DEFAULT_MODEL_NAME)
+    rollback.add_argument("--model", default=MODEL_NAME)
 
     status = commands.add_parser(
         "status", help="list versions with their aliases, gate verdict and approval",
         description="One line per version of the model: aliases (champion, challenger, "
         "previous-champion), gate verdict, approval and promotion state.")
-    status.add_argument("--model", default=DEFAULT_MODEL_NAME)
+    status.add_argument("--model", default=MODEL_NAME)
 
     review = commands.add_parser(
         "review", help="record a reviewer decision (same as the tags in the MLflow UI)",
@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     review.add_argument("version")
     review.add_argument("decision", choices=["approved", "rejected"])
     review.add_argument("--by", required=True, help="the reviewer (must not be the trainer)")
-    review.add_argument("--model", default=DEFAULT_MODEL_NAME)
+    review.add_argument("--model", default=MODEL_NAME)
     guard = commands.add_parser(
         "guard", help="screen text with the query-time guard; one JSON verdict per input",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -122,10 +122,24 @@ def _parser() -> argparse.ArgumentParser:
                        "(default: %(default)s)")
 
     for sub in (verify, history, rollback, review, status):
-        if sub is not verify:
-            sub.add_argument("--tracking-uri", default=None,
-                             help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the "
-                             "embedded store)")
+        sub.add_argument("--tracking-uri", default=None, help=TRACKING_URI_HELP)
+
+    # The CI checks; tools/run_eval.py, tools/threat_checks.py and tools/promptlint.py run
+    # these same commands.
+    for name, command in (("eval", evaluate), ("redteam", redteam),
+                          ("promptlint", promptlint)):
+        sub = commands.add_parser(name, help=command.HELP, description=command.DESCRIPTION,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.add_arguments(sub)
+        add_debug(sub)
+    evalset = commands.add_parser(
+        "evalset", help="eval sets: generate the nightly one").add_subparsers(
+        dest="evalset_command", required=True, metavar="SUBCOMMAND")
+    generate = evalset.add_parser(
+        "generate", help="write the nightly eval set from the reference corpus",
+        description=evalset_generation.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    evalset_generation.add_arguments(generate)
     return parser
 
 
@@ -141,35 +155,47 @@ def _positive_int(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit 0 done, 1 a check failed, 2 bad input, 3 an unexpected error."""
+    from plimsoll.release.registry import bound_mlflow_calls
+
+    bound_mlflow_calls()  # this process's MLflow HTTP limits (MLflow reads only the env)
     args = _parser().parse_args(argv)
     return run_guarded("plimsoll", lambda: _dispatch(args),
                        debug=args.debug or debug_requested(argv))
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    layout = HomeLayout(resolve_home(args.home))
+    settings = Settings.from_env(home=args.home, tracking_uri=getattr(args, "tracking_uri", None))
+    layout = settings.layout
     with doing(f"running `plimsoll {args.command}`"):
         if args.command == "data":
-            return _pin(args, layout)
+            return _pin(args, settings)
         if args.command == "verify":
-            return _verify(args, layout)
+            return _verify(args, settings)
         if args.command in ("history", "rollback", "review", "status"):
-            return _promotion(args, layout)
+            return _promotion(args, settings)
         if args.command == "guard":
-            return _guard(args)
+            return _guard(args, settings)
+        if args.command == "eval":
+            return evaluate.run(args, settings)
+        if args.command == "redteam":
+            return redteam.run(args, settings)
+        if args.command == "promptlint":
+            return promptlint.run(args)
+        if args.command == "evalset":
+            return evalset_generation.run(args, settings)
         return _query(args, layout)
 
 
-def _guard(args: argparse.Namespace) -> int:
+def _guard(args: argparse.Namespace, settings: Settings) -> int:
     from plimsoll.guard import Guard, GuardPolicy, load_guard_policy
     from plimsoll.guard.inputs import open_texts, read_texts
     from plimsoll.serving.prompts import load_template
 
     # The project's files when not named; a file named on the command line must exist.
-    policy_path = args.policy or project_path("policies/guard.yaml")
+    policy_path = args.policy or settings.guard_policy
     policy = (load_guard_policy(policy_path) if args.policy or policy_path.is_file()
               else GuardPolicy())
-    prompt_path = args.system_prompt or project_path("prompts/system.md")
+    prompt_path = args.system_prompt or settings.prompts / "system.md"
     if args.system_prompt and not prompt_path.is_file():
         raise PlimsollError("system prompt template not found", file=prompt_path,
                             fix="pass an existing template, or leave --system-prompt out")
@@ -193,11 +219,12 @@ def _guard(args: argparse.Namespace) -> int:
     return 1 if failing else 0
 
 
-def _pin(args: argparse.Namespace, layout: HomeLayout) -> int:
+def _pin(args: argparse.Namespace, settings: Settings) -> int:
     from plimsoll.datasets.manifests import slice_names
     from plimsoll.datasets.store import REMOTE_NAME, SliceStore
 
-    manifests: Path = args.manifests or project_path("data_manifests")
+    layout = settings.layout
+    manifests: Path = args.manifests or settings.manifests
     if not manifests.is_dir():
         raise PlimsollError("manifest folder not found", file=manifests,
                             fix="run from the repository root or pass --manifests")
@@ -242,23 +269,23 @@ def _set_local_remote(repo_root: Path, name: str, url: str) -> None:
     print(f"set DVC remote '{name}' to {url} in .dvc/config.local")
 
 
-def _tracking_uri(args: argparse.Namespace, layout: HomeLayout) -> str:
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the embedded store; checked first.
+def _tracking_uri(settings: Settings) -> str:
+    """The settings' tracking URI (--tracking-uri, $MLFLOW_TRACKING_URI, the home's), checked.
 
     A SQLite store that does not exist is an error here: MLflow would create an empty one
     for a typo and then report the model as missing.
     """
     from plimsoll.common.sql import open_engine
 
-    configured = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    uri = configured or layout.mlflow_tracking_uri
-    if not configured and not layout.mlflow_db.is_file():
+    uri, layout = settings.tracking_uri, settings.layout
+    if settings.tracking_uri_source == "PLIMSOLL_HOME" and not layout.mlflow_db.is_file():
         raise PlimsollError(f"no MLflow store under {layout.root} yet", field="PLIMSOLL_HOME",
                             fix="run `make demo` to build one, or point --home, "
                             "$PLIMSOLL_HOME or --tracking-uri at an existing store")
     if uri.startswith("sqlite:"):
         open_engine(uri, "MLflow store", create=False,
-                    env="MLFLOW_TRACKING_URI" if not args.tracking_uri else None).dispose()
+                    env="MLFLOW_TRACKING_URI"
+                    if settings.tracking_uri_source != "--tracking-uri" else None).dispose()
     elif not uri.startswith(("http://", "https://", "postgresql")):
         raise PlimsollError(f"'{uri}' is not a tracking URI Plimsoll can use",
                             field="--tracking-uri", fix="use sqlite:///path/mlflow.db or "
@@ -279,12 +306,12 @@ def _ledger_url(layout: HomeLayout) -> str:
     return configured or layout.ledger_url
 
 
-def _verify(args: argparse.Namespace, layout: HomeLayout) -> int:
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from plimsoll.release.lineage_record import LineageRecords
     from plimsoll.release.registry import ModelRegistry
 
-    uri = _tracking_uri(args, layout)
-    records = LineageRecords(_ledger_url(layout), create=False)
+    uri = _tracking_uri(settings)
+    records = LineageRecords(_ledger_url(settings.layout), create=False)
     with doing(f"verifying {args.model} version {args.version} against {uri}"):
         result = ModelRegistry(uri, records=records).verify(args.model, args.version)
     if result.ok:
@@ -297,15 +324,16 @@ def _verify(args: argparse.Namespace, layout: HomeLayout) -> int:
     return 1
 
 
-def _promotion(args: argparse.Namespace, layout: HomeLayout) -> int:
+def _promotion(args: argparse.Namespace, settings: Settings) -> int:
     import time
 
     from plimsoll.release.ledger import PromotionLedger
     from plimsoll.release.promotion import APPROVAL, APPROVED_BY, Promoter, current_actor
 
+    layout = settings.layout
     if args.command == "history":
         return _history(args, PromotionLedger(_ledger_url(layout), create=False))
-    uri = _tracking_uri(args, layout)
+    uri = _tracking_uri(settings)
     ledger_url = _ledger_url(layout) if args.command == "rollback" else (
         os.environ.get("PLIMSOLL_LEDGER_URL") or layout.ledger_url)
     if args.command == "rollback":
@@ -390,16 +418,15 @@ def _history(args: argparse.Namespace, ledger) -> int:
 
 
 def _status(args: argparse.Namespace, registry, ledger) -> int:
-    versions = registry.call(registry.client.search_model_versions, f"name = '{args.model}'")
+    versions = registry.versions(args.model)
     if not versions:
         print(f"no versions of {args.model} yet: run `make demo`")
     aliases: dict[str, list[str]] = {}
     if versions:
-        model = registry.call(registry.client.get_registered_model, args.model)
-        for alias, version in sorted((model.aliases or {}).items()):
-            aliases.setdefault(str(version), []).append(alias)
+        for alias, version in sorted(registry.aliases(args.model).items()):
+            aliases.setdefault(version, []).append(alias)
     print(f"{'version':>7}  {'aliases':<28} {'gate':<6} {'approval':<10} state")
-    for found in sorted(versions, key=lambda v: int(v.version)):
+    for found in versions:
         tags = found.tags
         print(f"{found.version:>7}  {','.join(aliases.get(str(found.version), [])) or '-':<28}"
               f" {tags.get('gate.verdict', '-'):<6} {tags.get('approval', '-'):<10} "

@@ -1,6 +1,7 @@
 """Generate the larger nightly eval set from the reference corpus (deterministic).
 
-`python -m plimsoll.evaluation.evalset_generation --out evalsets/python_docs_nightly.jsonl`
+`plimsoll evalset generate --out evalsets/python_docs_nightly.jsonl` (or
+`python -m plimsoll.evaluation.evalset_generation --out ...`)
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from plimsoll.common.settings import Settings
 
 TEMPLATES = ("What does {name} do?", "How do I use {name}?", "Explain {name} in Python.",
              "When should I call {name}?")
@@ -45,22 +48,43 @@ def generate(frames: dict[str, object], per_template_every: int = 3) -> list[dic
             for number, q in enumerate(questions, start=1)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Write the nightly set from the manifests in data_manifests/."""
+def write_nightly_set(manifests: Path, out: Path) -> int:
+    """Build the reference slices from their manifests and write the set; the question count."""
     from plimsoll.datasets.manifests import load_manifest
     from plimsoll.datasets.slices import build_slice
 
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifests", type=Path, default=Path("data_manifests"))
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    frames = {name: build_slice(load_manifest(args.manifests / f"{name}.yaml")).frame
+    frames = {name: build_slice(load_manifest(manifests / f"{name}.yaml")).frame
               for name in ("stdlib_docstrings", "python_help_topics")}
     rows = generate(frames)
-    args.out.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    print(f"wrote {len(rows)} questions to {args.out}")
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return len(rows)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `plimsoll evalset generate` and of `python -m` on this module."""
+    parser.add_argument("--manifests", type=Path, default=None,
+                        help="folder of slice manifests (default: $PLIMSOLL_MANIFESTS, else "
+                        "the project's data_manifests/)")
+    parser.add_argument("--out", type=Path, required=True, help="the eval set file to write")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the set; print how many questions went where."""
+    count = write_nightly_set(args.manifests or settings.manifests, args.out)
+    print(f"wrote {count} questions to {args.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the nightly set from the manifests in data_manifests/."""
+    from plimsoll.common.boundary import debug_requested, run_guarded
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run_guarded("evalset_generation", lambda: run(args, Settings.from_env()),
+                       debug=debug_requested(argv))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plimsoll.common.errors import PlimsollError
-from plimsoll.common.files import json_lines, json_type, read_text
+from plimsoll.common.files import json_type, read_jsonl
 from plimsoll.common.hashing import sha256_file
 
 FIELDS = {"qid", "question", "answerable", "gold_doc_ids", "answer_hint"}
@@ -65,8 +65,7 @@ def load_evalset(path: Path) -> EvalSet:
     if not path.is_file():
         raise EvalSetError("eval set not found", file=path, fix="check the path (evalsets/)")
     questions, seen = [], set()
-    for number, record in json_lines(path, read_text(path, error=EvalSetError, field=None),
-                                     error=EvalSetError):
+    for number, record in read_jsonl(path, error=EvalSetError):
         missing, extra = FIELDS - set(record) - {"answer_hint"}, set(record) - FIELDS
         if missing or extra:
             raise EvalSetError(f"line {number}: missing {sorted(missing)}, unknown "

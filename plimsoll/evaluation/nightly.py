@@ -8,10 +8,11 @@ from pathlib import Path
 
 from plimsoll.evaluation.eval_registry import EvalRegistry
 from plimsoll.evaluation.evalsets import load_evalset
+from plimsoll.evaluation.metrics import within_regression
 from plimsoll.evaluation.scoring import evaluate_answerer
-from plimsoll.release.policy import HIGHER_IS_BETTER, Policy
+from plimsoll.release.policy import Policy
 from plimsoll.release.promotion import CHALLENGER, CHAMPION, Promoter
-from plimsoll.serving.bundles import answerer_from_model_dir, download_model
+from plimsoll.serving.bundles import answerer_from_model_dir
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,8 @@ class NightlyResult:
 
 
 def _regressed(policy: Policy, metric: str, old: float, new: float) -> bool:
-    allowed = policy.max_regression[metric]
-    return new < old - allowed if metric in HIGHER_IS_BETTER else new > old + allowed
+    """The gate's regression rule (plimsoll/evaluation/metrics.py), read as an alert."""
+    return not within_regression(metric, old, new, policy.max_regression[metric])
 
 
 def run_nightly(promoter: Promoter, evalset_path: Path, eval_registry: EvalRegistry,
@@ -56,8 +57,8 @@ def run_nightly(promoter: Promoter, evalset_path: Path, eval_registry: EvalRegis
         if version is None:
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            local, _ = download_model(promoter.registry, f"models:/{promoter.model}/{version}",
-                                      Path(tmp))
+            local, _ = promoter.registry.download(f"models:/{promoter.model}/{version}",
+                                                  Path(tmp))
             answerer = answerer_from_model_dir(local)
             evalset.check_doc_ids(answerer.snapshot.chunks["doc_id"])
             scores = evaluate_answerer(alias, answerer, evalset, cost_per_cpu_second).metrics

@@ -14,12 +14,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plimsoll.common.errors import PlimsollError
-from plimsoll.common.files import json_lines, read_text
 from plimsoll.common.hashing import sha256_file
-from plimsoll.retrieval.snapshot import Hit
-from plimsoll.serving.answerer import Answer, Answerer
+
+if TYPE_CHECKING:  # the query path is imported when a case runs: `plimsoll --help` needs none
+    from plimsoll.serving.answerer import Answer, Answerer
 
 ATTACK_CATEGORIES = ("prompt_injection", "indirect_injection", "jailbreak",
                      "system_prompt_extraction", "data_exfiltration", "encoded_payload")
@@ -82,14 +83,15 @@ def require_attacks(redteam: RedTeamSet, chosen: str = "the red-team set") -> No
 
 def load_redteam(path: Path) -> RedTeamSet:
     """Read and validate a red-team JSONL file; errors name the line and field."""
+    from plimsoll.common.files import read_jsonl  # YAML and pydantic: not for `plimsoll --help`
+
     path = Path(path)
     if not path.is_file():
         raise RedTeamError("red-team set not found" if not path.exists() else
                            "the red-team set is not a file", file=path, field="--redteam",
                            fix="pass --redteam evalsets/redteam.jsonl")
     cases, seen = [], set()
-    for number, row in json_lines(path, read_text(path, error=RedTeamError, field="--redteam"),
-                                  error=RedTeamError):
+    for number, row in read_jsonl(path, error=RedTeamError, field="--redteam"):
         where = f"{path}:{number}"
         for name in ("id", "category", "input"):
             if not isinstance(row.get(name), str) or not row[name]:
@@ -225,6 +227,8 @@ def answer_with_planted(answerer: Answerer, question: str, passage: str) -> Answ
     screened = answerer.guard.screen_input(question)
     if screened.blocked:
         return answerer.answer(question)
+    from plimsoll.retrieval.snapshot import Hit
+
     planted = Hit(rank=0, score=1.0, chunk_id="", doc_id="planted", slice="redteam",
                   text=passage)
     return answerer.respond(question, (planted, *answerer.retrieve(question)), screened)

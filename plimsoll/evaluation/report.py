@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from plimsoll.evaluation.metrics import RETRIEVAL_METRICS
+from plimsoll.evaluation.metrics import RETRIEVAL_METRICS, in_group, metric
 from plimsoll.evaluation.redteam import ThreatReport
 from plimsoll.evaluation.scoring import EvalRun
 from plimsoll.release.gate import rate_bounds
 
-SERVICE_METRICS = ("grounding_rate", "abstention_accuracy", "latency_p50_cpu_ms",
-                   "latency_p95_cpu_ms", "latency_p50_ms", "latency_p95_ms", "cost_per_request")
-SAFETY_METRICS = ("critical_violations", "soft_violations", "safety_answers",
-                  "soft_violation_rate", "guard_refused_questions", "redteam_attacks",
-                  "redteam_through")
-COUNTS = frozenset({"critical_violations", "soft_violations", "safety_answers",
-                    "guard_refused_questions", "redteam_attacks", "redteam_through"})
 # The shipped policy's confidence (policies/slos.yaml); the gate recomputes the bound at
 # its own policy's confidence from the counts, which the report and the scores both carry.
 REPORT_CONFIDENCE = 0.95
@@ -61,14 +55,14 @@ def markdown(runs: Sequence[EvalRun], context: dict[str, object],
     lines += [f"- **{key}**: `{value}`" for key, value in context.items()]
     lines += ["", "## Retrieval", "", "| metric | " + " | ".join(systems) + " |",
               "|---|" + "---|" * len(systems)]
-    for metric in RETRIEVAL_METRICS:
-        lines.append(f"| {metric} | " + " | ".join(
-            f"{run.metrics[metric]:.3f}" if metric in run.metrics else "-" for run in runs) + " |")
+    for name in RETRIEVAL_METRICS:
+        lines.append(f"| {name} | " + " | ".join(
+            metric(name).show(run.metrics.get(name)) for run in runs) + " |")
     lines += ["", "## Answers and service", "", "| metric | " + " | ".join(systems) + " |",
               "|---|" + "---|" * len(systems)]
-    for metric in SERVICE_METRICS:
-        lines.append(f"| {metric} | " + " | ".join(
-            _fmt(metric, run.metrics.get(metric)) for run in runs) + " |")
+    for name in in_group("service"):
+        lines.append(f"| {name} | " + " | ".join(
+            metric(name).show(run.metrics.get(name)) for run in runs) + " |")
     lines += _safety(runs[0], threats)
     misses = [row for row in runs[0].rows
               if (row["answerable"] and not row["grounded"])
@@ -86,7 +80,7 @@ def markdown(runs: Sequence[EvalRun], context: dict[str, object],
 def _safety(run: EvalRun, threats: ThreatReport | None) -> list[str]:
     """Guard violations of the candidate, and the red-team outcome per category."""
     lines = ["", f"## Safety ({run.system})", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {m} | {_fmt(m, run.metrics.get(m))} |" for m in SAFETY_METRICS
+    lines += [f"| {m} | {metric(m).show(run.metrics[m])} |" for m in in_group("safety")
               if m in run.metrics]
     bounds = soft_violation_bounds(run.metrics)
     if bounds is not None:
@@ -119,18 +113,6 @@ def html(markdown_text: str) -> str:
             f"<body>{body}<p><img src='report.png' alt='retrieval metrics'></p></body></html>")
 
 
-def _fmt(metric: str, value: float | None) -> str:
-    if value is None:
-        return "-"
-    if metric.endswith("_ms"):
-        return f"{value:.1f}"
-    if metric == "cost_per_request":
-        return f"{value:.6f}"
-    if metric in COUNTS:
-        return f"{value:.0f}"
-    return f"{value:.3f}"
-
-
 def plot(runs: Sequence[EvalRun], destination: Path) -> None:
     """Grouped bars of the retrieval metrics, one colour per system."""
     import matplotlib
@@ -142,7 +124,8 @@ def plot(runs: Sequence[EvalRun], destination: Path) -> None:
     width = 0.8 / len(runs)
     for offset, run in enumerate(runs):
         xs = [i + offset * width for i in range(len(RETRIEVAL_METRICS))]
-        axis.bar(xs, [run.metrics.get(m, 0.0) for m in RETRIEVAL_METRICS], width,
+        # A metric not measured draws no bar (NaN), not a bar at 0.
+        axis.bar(xs, [run.metrics.get(m, math.nan) for m in RETRIEVAL_METRICS], width,
                  label=run.system)
     axis.set_xticks([i + 0.4 - width / 2 for i in range(len(RETRIEVAL_METRICS))],
                     RETRIEVAL_METRICS)

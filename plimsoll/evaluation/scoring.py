@@ -47,9 +47,11 @@ def evaluate_answerer(system: str, answerer: Answerer, evalset: EvalSet,
             if on_question:
                 on_question(position)
     answerable = [r for r in rows if r["answerable"]]
+    # Retrieval and grounding need answerable questions: without one they are not measured
+    # (absent, for the gate's allow_unmeasured to judge), never a silent 0.0.
     metrics = retrieval_scores(ranked, gold)
-    metrics["grounding_rate"] = (sum(r["grounded"] for r in answerable) / len(answerable)
-                                 if answerable else 0.0)
+    if answerable:
+        metrics["grounding_rate"] = sum(r["grounded"] for r in answerable) / len(answerable)
     metrics["abstention_accuracy"] = statistics.fmean(
         r["abstained"] == (not r["answerable"]) for r in rows)
     metrics["latency_p50_ms"], metrics["latency_p95_ms"] = _p50_p95_ms(latencies)

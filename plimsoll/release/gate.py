@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from plimsoll.release.policy import HIGHER_IS_BETTER, Policy
+from plimsoll.evaluation.metrics import regression_line, within_regression
+from plimsoll.release.policy import Policy
 
 # Scores recorded before CPU time per request was measured carry only wall-clock latency.
 # Wall time is a request's CPU time plus everything that delayed it, so it stands in, on the
@@ -92,11 +93,8 @@ def evaluate_gates(policy: Policy, candidate: dict[str, float],
     for metric, allowed in policy.max_regression.items():
         if metric not in champion:
             continue  # no champion yet (first release): nothing to regress against
-        floor = (champion[metric] - allowed if metric in HIGHER_IS_BETTER
-                 else champion[metric] + allowed)
-        add("regression", metric, floor,
-            (lambda v, f=floor: v >= f) if metric in HIGHER_IS_BETTER
-            else (lambda v, f=floor: v <= f))
+        add("regression", metric, regression_line(metric, champion[metric], allowed),
+            lambda v, m=metric, c=champion[metric], a=allowed: within_regression(m, c, v, a))
     return Verdict(results)
 
 

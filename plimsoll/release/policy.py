@@ -9,13 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Valid
 
 from plimsoll.common.errors import PlimsollError
 from plimsoll.common.hashing import sha256_file
+from plimsoll.evaluation.metrics import GATED_METRICS
 
-HIGHER_IS_BETTER = frozenset({"recall@1", "recall@5", "recall@10", "mrr", "ndcg@10",
-                              "grounding_rate", "abstention_accuracy"})
-LOWER_IS_BETTER = frozenset({"latency_p50_ms", "latency_p95_ms", "latency_p50_cpu_ms",
-                             "latency_p95_cpu_ms", "cost_per_request", "critical_violations",
-                             "soft_violation_rate"})
-KNOWN_METRICS = HIGHER_IS_BETTER | LOWER_IS_BETTER
+# The names a policy may gate, from the one metric table (plimsoll/evaluation/metrics.py).
+KNOWN_METRICS = frozenset(GATED_METRICS)
 Number = StrictFloat | StrictInt
 
 

