@@ -64,7 +64,7 @@ def build_eval_report() -> dg.AssetsDefinition:
         from plimsoll.evaluation.candidate import run_candidate_eval
 
         outcome = run_candidate_eval(
-            repo_root=Path(project.directory), reports_dir=home.layout.eval_reports,
+            reports_dir=home.layout.eval_reports,
             evalset_path=project.path(config.evalset or project.evalset),
             limit=config.limit or None,
             seed=config.seed, abstain_below=config.abstain_below,

@@ -90,43 +90,28 @@ def dagster_run_finished(instance: dg.DagsterInstance, run_id: str) -> bool | No
     return None if record is None else record.is_finished
 
 
-def _train_in_run(context: dg.AssetExecutionContext, client: object, run_id: str, base: object,
+def _train_in_run(context: dg.AssetExecutionContext, run: object, base: object,
                   pairs: list, params: object, device: str, precision: str,
                   pairs_digest: str, home: PlimsollHome) -> object:
-    """Log the run's inputs, fine-tune, and log its outputs; the run ends FINISHED."""
+    """Log the run's inputs, fine-tune, and log its outputs (run: a registry TrainingRun)."""
     from plimsoll.training.finetune import fine_tune
 
-    for key, value in {**params.as_dict(), "base_model_digest": base.digest,
-                       "pair_count": len(pairs), "device": device,
-                       "resolved_precision": precision,
-                       "training_pairs_digest": pairs_digest}.items():
-        client.log_param(run_id, key, value)
+    run.log_params({**params.as_dict(), "base_model_digest": base.digest,
+                    "pair_count": len(pairs), "device": device,
+                    "resolved_precision": precision, "training_pairs_digest": pairs_digest})
 
     def on_step(step: int, loss: float, lr: float) -> None:
-        client.log_metric(run_id, "loss", loss, step=step)
-        client.log_metric(run_id, "learning_rate", lr, step=step)
+        run.log_metrics({"loss": loss, "learning_rate": lr}, step=step)
         if step % 10 == 0:
             context.log.info(f"step {step}: loss {loss:.4f}")
 
     result = fine_tune(base, pairs, params, home.layout.training_work, home.layout.checkpoints,
                        on_step=on_step)
-    client.log_param(run_id, "checkpoint_digest", result.checkpoint.digest)
-    client.log_artifacts(run_id, str(result.checkpoint.path), "checkpoint")
-    client.log_metric(run_id, "final_loss", result.losses[-1])
-    client.set_tag(run_id, "plimsoll.training_notes", " | ".join(result.notes)[:5000])
-    client.set_terminated(run_id, status="FINISHED")
+    run.log_params({"checkpoint_digest": result.checkpoint.digest})
+    run.log_artifacts(result.checkpoint.path, "checkpoint")
+    run.log_metrics({"final_loss": result.losses[-1]})
+    run.set_tag("plimsoll.training_notes", " | ".join(result.notes)[:5000])
     return result
-
-
-def _mark_failed(client: object, run_id: str, error: BaseException) -> None:
-    """End the run FAILED, saying why; the original error is what the caller re-raises."""
-    import contextlib
-
-    with contextlib.suppress(Exception):  # an unreachable store must not hide the real error
-        client.set_tag(run_id, "plimsoll.failure",
-                       f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:500]}")
-    with contextlib.suppress(Exception):
-        client.set_terminated(run_id, status="FAILED")
 
 
 def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
@@ -211,8 +196,7 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
         base = encoder.directory()
         registry = mlflow.registry()
         experiment_id = registry.ensure_reachable()
-        client = registry.client
-        for note in close_abandoned_runs(client, experiment_id, "finetuned_encoder",
+        for note in close_abandoned_runs(registry, experiment_id, "finetuned_encoder",
                                          context.run_id,
                                          lambda owner: dagster_run_finished(context.instance,
                                                                             owner)):
@@ -226,15 +210,12 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
                 # MLflow's own record of who ran it: registration counts it as a trainer.
                 "mlflow.user": current_actor(),
                 "data_manifest_digest": training_pairs["data_manifest_digest"]}
-        run = client.create_run(experiment_id, run_name=f"finetune-{context.run_id[:8]}",
-                                tags=tags)
-        run_id = run.info.run_id
-        try:
-            result = _train_in_run(context, client, run_id, base, pairs, params, device,
-                                   precision, training_pairs["digest"], home)
-        except BaseException as exc:  # interrupts too: a run left RUNNING would never end
-            _mark_failed(client, run_id, exc)
-            raise
+        # Ends FINISHED, or FAILED with the reason on any error or interrupt.
+        with registry.training_run(experiment_id, f"finetune-{context.run_id[:8]}",
+                                   tags) as run:
+            result = _train_in_run(context, run, base, pairs, params, device, precision,
+                                   training_pairs["digest"], home)
+        run_id = run.run_id
         for note in result.notes:
             context.log.info(note)
         value = {"path": str(result.checkpoint.path), "digest": result.checkpoint.digest,

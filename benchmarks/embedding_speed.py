@@ -132,7 +132,7 @@ def store_frame(store, name):
     return read_slice(store.published(name).path)
 
 
-def duplicates(encoder_dir, store, slices):
+def duplicates(encoder_dir, store):
     frame = store_frame(store, "python_help_topics")
     doubled = frame.copy()
     doubled["id"] = doubled["id"] + ":copy"
@@ -264,7 +264,7 @@ def main() -> int:
             failures.append("1% change")
 
         print("\n[duplicates] every help topic twice, under different ids")
-        dup = duplicates(encoder_dir, store, slices)
+        dup = duplicates(encoder_dir, store)
         print(f"  {dup.chunks} chunks, {dup.unique_chunks} unique, {dup.embedded} embedded")
         print(f"  RATIO embedded / unique = {dup.embedded / dup.unique_chunks:.3f}   "
               "(target 1.000)")

@@ -32,6 +32,7 @@ from plimsoll.release.registry import Bundle, ModelRegistry, lineage_tags  # noq
 from plimsoll.retrieval.chunking import ChunkingParams  # noqa: E402
 from plimsoll.retrieval.encoder import EncoderDirectory  # noqa: E402
 from plimsoll.retrieval.snapshot import SnapshotBuilder  # noqa: E402
+from plimsoll.serving.pyfunc import pyfunc_model  # noqa: E402
 
 TARGET_S, SEED_PRACTICE_S = 1.0, 300.0
 
@@ -58,9 +59,9 @@ def main() -> int:
         bundle = Bundle(encoder.path, snapshot.path, REPO / "prompts" / "answer.md",
                         REPO / "prompts" / "abstain.md")
         for key in ("a", "b"):
-            run = registry.client.create_run(registry.ensure_reachable())
-            version = registry.register(promoter.model, bundle, lineage_tags(
-                {"bundle_key": key, "eval_scores": {}}), run.info.run_id)
+            with registry.training_run(registry.ensure_reachable(), f"bench-{key}", {}) as run:
+                version = registry.register(promoter.model, bundle, lineage_tags(
+                    {"bundle_key": key, "eval_scores": {}}), run.run_id, pyfunc_model())
             promoter._move_champion(version, action="promote", actor="bench", reason="setup",
                                     digest="")
         cli, core = [], []

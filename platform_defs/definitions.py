@@ -15,6 +15,7 @@ from platform_defs.k8s import gpu_step_op_tags
 from platform_defs.profiles import active_profile, resources_for
 from plimsoll.datasets.manifests import slice_names
 from plimsoll.release.policy import load_policy
+from plimsoll.release.registry import bound_mlflow_calls
 from sensors.nightly import nightly_eval_job, nightly_schedule
 from sensors.promotion import approval_sensor, promotion_gate_sensor
 from sensors.rollback import rollback_job
@@ -23,6 +24,7 @@ from sensors.rollback import rollback_job
 @dg.definitions
 def defs() -> dg.Definitions:
     """Build the code location for the active profile (read now, not at import)."""
+    bound_mlflow_calls()  # this process's MLflow HTTP limits (MLflow reads only the env)
     profile = active_profile()
     resources = resources_for(profile)
     policy = load_policy(Path(resources["promotion"].policy_path))  # invalid: load fails

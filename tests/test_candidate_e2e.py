@@ -22,7 +22,7 @@ QUESTIONS = [
 
 
 @pytest.fixture
-def setup(home, manifests, tmp_path):
+def setup(home, manifests, tmp_path):  # noqa: ARG001 (home: an isolated PLIMSOLL_HOME)
     write_manifest(manifests, "std", source={"kind": "stdlib_docstrings",
                                              "modules": ["textwrap", "shlex", "json"]},
                    classification="public")

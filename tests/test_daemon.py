@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from conftest import QUIET, REPO_ROOT, write_manifest
 from test_sensors import LENIENT, QUESTIONS, register_candidate
 
@@ -23,7 +24,8 @@ def _wait_for(condition, timeout: float, what: str, log: Path):
                          f"{log.read_text()[-4000:]}")
 
 
-def test_daemon_ticks_gate_and_approval_sensors(home, manifests, tmp_path, monkeypatch):
+@pytest.mark.usefixtures("home")
+def test_daemon_ticks_gate_and_approval_sensors(manifests, tmp_path, monkeypatch):
     write_manifest(manifests, "std", source={"kind": "stdlib_docstrings",
                                              "modules": ["textwrap", "shlex"]})
     evalset = tmp_path / "eval.jsonl"
@@ -63,5 +65,5 @@ def test_daemon_ticks_gate_and_approval_sensors(home, manifests, tmp_path, monke
     entries = promoter.ledger.entries()
     assert [(e.action, e.to_version, e.actor) for e in entries] == [
         ("promote", version, "reviewer-rita")]
-    assert promoter.client.get_model_version(promoter.model, version).tags[
+    assert promoter.registry.client.get_model_version(promoter.model, version).tags[
         "promotion.state"] == "promoted"

@@ -4,14 +4,14 @@ from conftest import FAQ_ROWS, QUIET, write_jsonl, write_manifest
 
 
 @pytest.fixture
-def definitions(home, manifests):
+def definitions(home, manifests):  # noqa: ARG001 (isolated PLIMSOLL_HOME and manifests)
     from platform_defs.definitions import defs
 
     return defs()
 
 
 @pytest.fixture
-def instance(home):
+def instance(home):  # noqa: ARG001 (home: an isolated PLIMSOLL_HOME and DAGSTER_HOME)
     with dg.instance_for_test() as test_instance:
         yield test_instance
 
@@ -108,8 +108,9 @@ def test_failing_check_stops_downstream_in_the_same_run(home, manifests, instanc
         SliceStore(HomeLayout(home).dvc_workspace, "unused").published("bad")
 
 
+@pytest.mark.usefixtures("home")
 def test_malformed_manifest_fails_the_partition_with_a_readable_error(
-        home, manifests, instance):
+        manifests, instance):
     write_manifest(manifests, "broken", classification="secret")
     from platform_defs.definitions import defs
 

@@ -14,7 +14,8 @@ def _load():
     return defs()
 
 
-def test_definitions_snapshot(home, monkeypatch):
+@pytest.mark.usefixtures("home")
+def test_definitions_snapshot(monkeypatch):
     monkeypatch.delenv("PLIMSOLL_MANIFESTS", raising=False)
     definitions = _load()
     graph = definitions.resolve_asset_graph()
@@ -69,7 +70,23 @@ def test_loading_the_code_location_stays_light():
     assert out[1].strip() == "[]"
 
 
-def test_unknown_profile_is_a_clear_error(home, monkeypatch):
+DATA_AND_ML_LIBRARIES = ("pandas", "pyarrow", "torch", "mlflow", "great_expectations", "sklearn")
+
+
+def test_loading_the_definitions_imports_no_data_or_ml_library():
+    """Declaring the slice checks once pulled in pandas and pyarrow (~0.4 s a load).
+
+    Dagster itself imports none of these, so the whole list is ours to keep out.
+    """
+    code = ("import json, sys; from platform_defs.definitions import defs; defs();"
+            f"print(json.dumps([m for m in {DATA_AND_ML_LIBRARIES!r} if m in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=True)
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+@pytest.mark.usefixtures("home")
+def test_unknown_profile_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("PLIMSOLL_PROFILE", "staging")
     with pytest.raises(PlimsollError) as caught:
         _load()
@@ -83,7 +100,8 @@ PROD_ENV = {"PLIMSOLL_DVC_REMOTE": "s3://plimsoll-data/dvc",
             "PLIMSOLL_SIGNING_KEY": "test-signing-key"}
 
 
-def test_prod_profile_is_configured_from_the_environment(home, monkeypatch):
+@pytest.mark.usefixtures("home")
+def test_prod_profile_is_configured_from_the_environment(monkeypatch):
     monkeypatch.setenv("PLIMSOLL_PROFILE", "prod")
     for name, value in PROD_ENV.items():
         monkeypatch.setenv(name, value)
@@ -107,7 +125,8 @@ def test_prod_profile_is_configured_from_the_environment(home, monkeypatch):
     ("PLIMSOLL_LEDGER_URL", "sqlite:///ledger.db", "must be PostgreSQL"),
     ("PLIMSOLL_SIGNING_KEY", None, r"needs \$PLIMSOLL_SIGNING_KEY"),
 ])
-def test_prod_profile_validation(home, monkeypatch, name, value, message):
+@pytest.mark.usefixtures("home")
+def test_prod_profile_validation(monkeypatch, name, value, message):
     monkeypatch.setenv("PLIMSOLL_PROFILE", "prod")
     for key, default in PROD_ENV.items():
         monkeypatch.setenv(key, default)
@@ -121,8 +140,8 @@ def test_prod_profile_validation(home, monkeypatch, name, value, message):
 
 
 @pytest.mark.parametrize("url", ["ledger.sqlite", "mysql://ledger@db/ledger", ""])
-def test_a_local_ledger_url_that_is_not_a_database_fails_definitions_load(home, monkeypatch,
-                                                                          url):
+@pytest.mark.usefixtures("home")
+def test_a_local_ledger_url_that_is_not_a_database_fails_definitions_load(monkeypatch, url):
     monkeypatch.setenv("PLIMSOLL_LEDGER_URL", url)
     if not url:
         assert _load().resources["promotion"].ledger_url.startswith("sqlite:///")
@@ -148,7 +167,8 @@ def test_prod_run_and_step_pods_get_the_secrets():
     assert config["run_launcher"]["config"]["env_secrets"] == ["plimsoll-secrets"]
 
 
-def test_invalid_policy_fails_definitions_load(home, tmp_path, monkeypatch):
+@pytest.mark.usefixtures("home")
+def test_invalid_policy_fails_definitions_load(tmp_path, monkeypatch):
     from plimsoll.release.policy import PolicyError
 
     bad = tmp_path / "slos.yaml"

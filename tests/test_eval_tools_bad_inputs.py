@@ -135,7 +135,7 @@ def test_a_server_that_never_answers_is_named_within_the_timeout(files, capsys, 
     assert f"the MLflow server at {uri} did not answer within 1 s" in err, err
 
 
-def test_a_missing_model_in_a_reachable_store_is_named(files, capsys, monkeypatch):
+def test_a_missing_model_in_a_reachable_store_is_named(files, capsys):
     from plimsoll.release.registry import ModelRegistry
 
     uri = f"sqlite:///{files / 'mlflow.db'}"
@@ -148,7 +148,7 @@ def test_a_missing_model_in_a_reachable_store_is_named(files, capsys, monkeypatc
 def test_an_unexpected_error_exits_3_and_says_how_to_see_it(files, capsys, monkeypatch):
     import plimsoll.evaluation.evalsets
 
-    def broken(path):
+    def broken(_path):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(plimsoll.evaluation.evalsets, "load_evalset", broken)

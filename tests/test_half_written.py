@@ -220,11 +220,11 @@ def _save_good(path, encoder_model, **changes):
 
 DAMAGED_STATES = [
     pytest.param(_truncated, "unreadable", id="truncated"),
-    pytest.param(lambda p, m: p.write_bytes(b"\x00garbage" * 100), "unreadable", id="garbage"),
-    pytest.param(lambda p, m: p.write_bytes(b""), "unreadable", id="empty"),
-    pytest.param(lambda p, m: __import__("torch").save({"step": 3}, p),
+    pytest.param(lambda p, _m: p.write_bytes(b"\x00garbage" * 100), "unreadable", id="garbage"),
+    pytest.param(lambda p, _m: p.write_bytes(b""), "unreadable", id="empty"),
+    pytest.param(lambda p, _m: __import__("torch").save({"step": 3}, p),
                  "not a Plimsoll training state", id="foreign-dict"),
-    pytest.param(lambda p, m: __import__("torch").save({"x": Unexpected()}, p),
+    pytest.param(lambda p, _m: __import__("torch").save({"x": Unexpected()}, p),
                  "Unpickling", id="arbitrary-object"),
     pytest.param(lambda p, m: _save_good(p, m, step=99, losses=[0.1] * 99),
                  "outside 1..2", id="step-beyond-the-run"),
@@ -322,7 +322,9 @@ def _run(client, experiment, owner, asset="finetuned_encoder", age_s=0.0):
         "plimsoll.asset": asset, "plimsoll.dagster_run_id": owner}).info.run_id
 
 
-def test_runs_left_running_by_dead_steps_are_closed_and_live_ones_kept(mlflow_client):
+def test_runs_left_running_by_dead_steps_are_closed_and_live_ones_kept(mlflow_client,
+                                                                      mlflow_uri):
+    from plimsoll.release.registry import ModelRegistry
     from plimsoll.training.finetune import close_abandoned_runs
 
     client, experiment = mlflow_client
@@ -337,8 +339,8 @@ def test_runs_left_running_by_dead_steps_are_closed_and_live_ones_kept(mlflow_cl
     client.log_metric(runs["live-in-progress"], "loss", 0.3)  # its heartbeat is recent
     states = {"dagster-finished": True, "dagster-running": False}
 
-    notes = close_abandoned_runs(client, experiment, "finetuned_encoder", "dagster-current",
-                                 lambda owner: states.get(owner))
+    notes = close_abandoned_runs(ModelRegistry(mlflow_uri), experiment, "finetuned_encoder",
+                                 "dagster-current", lambda owner: states.get(owner))
 
     status = {name: client.get_run(run_id).info.status for name, run_id in runs.items()}
     assert status == {"finished-owner": "FAILED", "earlier-attempt": "FAILED",
@@ -352,9 +354,10 @@ def test_runs_left_running_by_dead_steps_are_closed_and_live_ones_kept(mlflow_cl
 def test_finetuned_encoder_closes_dead_runs_and_fails_its_own_run_on_error(
         tmp_path, home, mlflow_uri):
     import dagster as dg
+    from conftest import REPO_ROOT
 
     from assets.training import TrainingConfig, build_training_assets
-    from platform_defs.resources import EncoderModel, MlflowStore, PlimsollHome
+    from platform_defs.resources import EncoderModel, MlflowStore, PlimsollHome, ProjectFiles
     from plimsoll.common.errors import PlimsollError
     from plimsoll.common.hashing import sha256_file
 
@@ -377,6 +380,9 @@ def test_finetuned_encoder_closes_dead_runs_and_fails_its_own_run_on_error(
                 context=dg.build_asset_context(instance=instance),
                 config=TrainingConfig(batch_size=2), home=PlimsollHome(path=str(home)),
                 encoder=EncoderModel(), mlflow=store,
+                project=ProjectFiles(directory=str(REPO_ROOT), evalset="evalsets/x.jsonl",
+                                     redteam="evalsets/r.jsonl", guard_policy="g.yaml",
+                                     prompts="prompts"),
                 training_pairs={"path": str(pairs), "digest": sha256_file(pairs),
                                 "data_manifest_digest": "d" * 64, "slices": {}})
 

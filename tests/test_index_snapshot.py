@@ -102,7 +102,7 @@ def test_existing_snapshot_with_different_content_is_never_overwritten(builder, 
     assert target.read_bytes() == before
 
 
-def test_snapshot_directory_without_manifest_is_a_conflict(builder, publish, tmp_path):
+def test_snapshot_directory_without_manifest_is_a_conflict(builder, publish):
     published = publish(FAQ_ROWS)
     result = builder().build([published])
     shutil.rmtree(result.path)

@@ -7,7 +7,7 @@ from conftest import PROD_ENV, REPO_ROOT, build_gpu_job
 
 
 @pytest.fixture
-def gpu_job(home, monkeypatch):
+def gpu_job(home, monkeypatch):  # noqa: ARG001 (home: an isolated PLIMSOLL_HOME)
     return build_gpu_job(monkeypatch)
 
 
@@ -33,7 +33,8 @@ def test_the_job_is_a_valid_batch_v1_job(gpu_job):
     json.dumps(gpu_job)  # fully serialisable, as kubectl would receive it
 
 
-def test_prod_runs_each_step_as_a_kubernetes_job(home, monkeypatch):
+@pytest.mark.usefixtures("home")
+def test_prod_runs_each_step_as_a_kubernetes_job(monkeypatch):
     for key, value in PROD_ENV.items():
         monkeypatch.setenv(key, value)
     from platform_defs.definitions import defs
@@ -59,7 +60,8 @@ def test_prod_runs_each_step_as_a_kubernetes_job(home, monkeypatch):
     assert [role["metadata"]["namespace"] for role in roles] == [GPU_NAMESPACE]
 
 
-def test_local_profile_has_no_kubernetes_tags(home, monkeypatch):
+@pytest.mark.usefixtures("home")
+def test_local_profile_has_no_kubernetes_tags(monkeypatch):
     monkeypatch.delenv("PLIMSOLL_MANIFESTS", raising=False)
     from platform_defs.definitions import defs
 

@@ -8,7 +8,8 @@ from conftest import REPO_ROOT
 pytestmark = pytest.mark.postgres
 
 
-def test_materialize_on_postgres_storage(tmp_path, home, manifests, postgres_url, monkeypatch):
+@pytest.mark.usefixtures("home", "manifests")
+def test_materialize_on_postgres_storage(tmp_path, postgres_url, monkeypatch):
     prod = yaml.safe_load((REPO_ROOT / "platform_defs" / "instance" / "prod" /
                            "dagster.yaml").read_text())
     dagster_home = tmp_path / "dagster_pg"

@@ -16,6 +16,7 @@ from plimsoll.release.promotion import (
     PromotionError,
 )
 from plimsoll.release.registry import LINEAGE_PREFIX, ModelRegistry, RegistryError, lineage_tags
+from plimsoll.serving.pyfunc import pyfunc_model
 
 GOOD = {"recall@5": 0.93, "mrr": 0.80, "grounding_rate": 0.83, "abstention_accuracy": 0.92,
         "latency_p95_ms": 12.0, "cost_per_request": 0.00001, "critical_violations": 0,
@@ -38,17 +39,17 @@ def candidate(promoter, bundle, trained_by="alice", **scores):
     run = registry.client.create_run(registry.ensure_reachable())
     lineage = lineage_tags({"eval_scores": {**GOOD, **scores}, "trained_by": trained_by,
                             "bundle_key": f"{time.time_ns()}"})
-    return registry.register(promoter.model, bundle, lineage, run.info.run_id)
+    return registry.register(promoter.model, bundle, lineage, run.info.run_id, pyfunc_model())
 
 
 def approve(promoter, version, by="bob", value="approved"):
-    client = promoter.client
+    client = promoter.registry.client
     client.set_model_version_tag(promoter.model, version, "approval", value)
     client.set_model_version_tag(promoter.model, version, "approval.by", by)
 
 
 def tags(promoter, version):
-    return promoter.client.get_model_version(promoter.model, version).tags
+    return promoter.registry.client.get_model_version(promoter.model, version).tags
 
 
 def test_gate_pass_makes_a_challenger_pending_approval(promoter, bundle):
@@ -121,7 +122,7 @@ def test_approving_a_version_that_failed_its_gate_is_refused(promoter, bundle):
 def test_approving_a_tampered_version_is_refused(promoter, bundle):
     version = candidate(promoter, bundle)
     promoter.gate(version)
-    promoter.client.set_model_version_tag(promoter.model, version,
+    promoter.registry.client.set_model_version_tag(promoter.model, version,
                                           LINEAGE_PREFIX + "trained_by", "mallory")
     approve(promoter, version)
     (outcome,) = promoter.process_approvals()
@@ -164,14 +165,14 @@ def test_store_down_during_promotion_moves_nothing_half_way(promoter, bundle, mo
     approve(promoter, first)
     promoter.process_approvals()
     approve(promoter, second)
-    real = promoter.client.set_registered_model_alias
+    real = promoter.registry.client.set_registered_model_alias
 
     def flaky(name, alias, version):
         if alias == CHAMPION:
             raise ConnectionError("MLflow server stopped")
         return real(name, alias, version)
 
-    monkeypatch.setattr(promoter.client, "set_registered_model_alias", flaky)
+    monkeypatch.setattr(promoter.registry.client, "set_registered_model_alias", flaky)
     with pytest.raises(RegistryError, match="MLflow server stopped"):
         promoter.process_approvals()
     assert promoter.alias(CHAMPION) == first  # champion did not move
@@ -247,11 +248,11 @@ def test_invalid_policy_fails_with_the_field(tmp_path, edit, field):
 def test_an_approval_without_a_reviewer_waits_for_one(promoter, bundle):
     version = candidate(promoter, bundle)
     promoter.gate(version)
-    promoter.client.set_model_version_tag(promoter.model, version, "approval", "approved")
+    promoter.registry.client.set_model_version_tag(promoter.model, version, "approval", "approved")
     (outcome,) = promoter.process_approvals()
     assert outcome.action == "invalid" and "names no reviewer" in outcome.reason
     assert promoter.alias(CHAMPION) is None and promoter.ledger.entries() == []
-    promoter.client.set_model_version_tag(promoter.model, version, "approval.by", "bob")
+    promoter.registry.client.set_model_version_tag(promoter.model, version, "approval.by", "bob")
     assert [o.action for o in promoter.process_approvals()] == ["promoted"]
     assert promoter.ledger.entries()[0].actor == "bob"
 
@@ -272,7 +273,8 @@ def test_the_training_runs_user_is_a_trainer_too(promoter, bundle):
     run = registry.client.create_run(registry.ensure_reachable(), tags={"mlflow.user": "tess"})
     lineage = lineage_tags({"eval_scores": GOOD, "trained_by": "alice",
                             "bundle_key": f"{time.time_ns()}"})
-    version = registry.register(promoter.model, bundle, lineage, run.info.run_id)
+    version = registry.register(promoter.model, bundle, lineage, run.info.run_id,
+                                pyfunc_model())
     promoter.gate(version)
     approve(promoter, version, by="Tess")  # who ran the training run in MLflow
     (outcome,) = promoter.process_approvals()
@@ -286,9 +288,9 @@ def test_a_forged_trainer_with_a_recomputed_digest_is_refused(promoter, bundle):
     promoter.gate(version)
     forged = dict(tags(promoter, version))
     forged[LINEAGE_PREFIX + "trained_by"] = "mallory"
-    promoter.client.set_model_version_tag(promoter.model, version,
+    promoter.registry.client.set_model_version_tag(promoter.model, version,
                                           LINEAGE_PREFIX + "trained_by", "mallory")
-    promoter.client.set_model_version_tag(promoter.model, version, DIGEST_TAG,
+    promoter.registry.client.set_model_version_tag(promoter.model, version, DIGEST_TAG,
                                           lineage_digest(forged))
     verification = promoter.registry.verify(promoter.model, version)
     assert not verification.ok
@@ -332,13 +334,13 @@ def test_a_registration_whose_record_cannot_be_written_leaves_no_version(promote
                                                                          monkeypatch):
     from plimsoll.release.lineage_record import LineageRecordError
 
-    def refuse(*args, **kwargs):
+    def refuse(*_args, **_kwargs):
         raise LineageRecordError("the lineage record store is read-only")
 
     monkeypatch.setattr(promoter.records, "record", refuse)
     with pytest.raises(LineageRecordError):
         candidate(promoter, bundle)
-    versions = promoter.client.search_model_versions(f"name = '{promoter.model}'")
+    versions = promoter.registry.client.search_model_versions(f"name = '{promoter.model}'")
     assert versions == []
 
 
@@ -369,3 +371,20 @@ def test_two_approval_ticks_at_once_promote_once(promoter, bundle):
         (version, "promote")]
     assert promoter.ledger.open_intents(promoter.model) == []
     assert promoter.alias(CHAMPION) == version
+
+
+def test_rollback_to_a_deleted_version_says_so_and_changes_nothing(promoter, bundle):
+    first, second = candidate(promoter, bundle), candidate(promoter, bundle)
+    for version in (first, second):
+        promoter.gate(version)
+        approve(promoter, version)
+        promoter.process_approvals()
+    promoter.registry.client.delete_model_version(promoter.model, first)
+    rows = promoter.ledger.rows(promoter.model)
+    for target in (None, first):  # back along the ledger, and named
+        with pytest.raises(RegistryError, match=f"version {first} is not registered "
+                           r"\(or was deleted\)") as caught:
+            promoter.rollback(to_version=target, actor="oncall")
+        assert "nothing was changed" in caught.value.fix
+        assert promoter.alias(CHAMPION) == second
+        assert promoter.ledger.rows(promoter.model) == rows

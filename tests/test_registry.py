@@ -8,10 +8,14 @@ from plimsoll.release.lineage_record import LineageRecords
 from plimsoll.release.registry import (
     DIGEST_TAG,
     LINEAGE_PREFIX,
+    MLFLOW_HTTP_DEFAULTS,
     ModelRegistry,
     RegistryError,
+    VersionNotRegistered,
+    bound_mlflow_calls,
     lineage_tags,
 )
+from plimsoll.serving.pyfunc import pyfunc_model
 
 NAME = "docs-assistant-test"
 
@@ -28,7 +32,7 @@ def _register(registry, bundle, **extra):
     run = registry.client.create_run(registry.ensure_reachable())
     lineage = lineage_tags({"git_commit": "abc123", "seed": "42",
                             "hyperparameters": {"lr": 3e-5}, **extra})
-    return registry.register(NAME, bundle, lineage, run.info.run_id)
+    return registry.register(NAME, bundle, lineage, run.info.run_id, pyfunc_model())
 
 
 def test_register_load_predict_and_verify(registry, bundle):
@@ -90,14 +94,14 @@ def test_unreachable_store_fails_fast_and_registers_nothing(bundle, monkeypatch)
     dead = ModelRegistry("http://127.0.0.1:9")
     start = time.monotonic()
     with pytest.raises(RegistryError) as caught:
-        dead.register(NAME, bundle, lineage_tags({"seed": "1"}), run_id="none")
+        dead.register(NAME, bundle, lineage_tags({"seed": "1"}), "none", pyfunc_model())
     assert time.monotonic() - start < 30
     assert caught.value.field == "tracking_uri" and "nothing was registered" in caught.value.fix
 
 
 def test_failure_while_creating_the_version_leaves_nothing_half_registered(
         registry, bundle, monkeypatch):
-    def refuse(*args, **kwargs):
+    def refuse(*_args, **_kwargs):
         raise ConnectionError("store went away")
 
     monkeypatch.setattr(registry.client, "create_model_version", refuse)
@@ -120,8 +124,8 @@ def test_the_guard_classifier_travels_with_the_version(registry, bundle, tmp_pat
     import json
     import shutil
 
+    from plimsoll.evaluation.candidate import open_model_to_evaluate
     from plimsoll.guard.classifier import CARD_PATH, MODEL_PATH, load_classifier
-    from plimsoll.serving.bundles import open_model
 
     own = tmp_path / "own" / MODEL_PATH.name
     own.parent.mkdir()
@@ -133,7 +137,98 @@ def test_the_guard_classifier_travels_with_the_version(registry, bundle, tmp_pat
 
     model = mlflow.pyfunc.load_model(f"models:/{NAME}/{version}")
     assert model.unwrap_python_model().answerer.guard.classifier.threshold == 0.987
-    answerer, _ = open_model(f"models:/{NAME}/{version}", tmp_path / "download",
-                             registry.client.tracking_uri)
+    answerer, _ = open_model_to_evaluate(f"models:/{NAME}/{version}", tmp_path / "download",
+                                         registry.tracking_uri)
     assert answerer.guard.classifier.threshold == 0.987
     assert registry.verify(NAME, version).ok  # its files are in the artifacts digest
+
+
+def test_constructing_a_registry_leaves_the_environment_alone(tmp_path, monkeypatch):
+    for key in MLFLOW_HTTP_DEFAULTS:
+        monkeypatch.delenv(key, raising=False)
+    import os
+
+    before = dict(os.environ)
+    ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ModelRegistry("http://127.0.0.1:9")
+    assert dict(os.environ) == before
+
+
+def test_the_entry_points_bound_mlflow_calls_and_keep_what_is_set():
+    environ = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "3"}
+    bound_mlflow_calls(environ)
+    assert environ == {**MLFLOW_HTTP_DEFAULTS, "MLFLOW_HTTP_REQUEST_TIMEOUT": "3"}
+
+
+def test_a_bug_is_not_reported_as_the_stores_fault(registry, bundle, monkeypatch):
+    """Only MLflow's errors and transport errors are the store's; anything else propagates."""
+    def broken(*_args, **_kwargs):
+        raise TypeError("a bug in the caller")
+
+    monkeypatch.setattr(registry.client, "get_registered_model", broken)
+    with pytest.raises(TypeError, match="a bug in the caller"):
+        _register(registry, bundle)
+
+
+def test_a_store_failure_reading_an_alias_is_not_read_as_no_alias(registry, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    def failing(*_args, **_kwargs):
+        raise MlflowException("database is locked", error_code="INTERNAL_ERROR")
+
+    monkeypatch.setattr(registry.client, "get_model_version_by_alias", failing)
+    with pytest.raises(RegistryError, match="database is locked") as caught:
+        registry.alias_version(NAME, "champion")
+    assert registry.tracking_uri in caught.value.fix
+
+
+def test_aliases_and_downloads_through_the_registry(registry, bundle, tmp_path):
+    first, second = _register(registry, bundle), _register(registry, bundle)
+    assert registry.alias_version("never-registered", "champion") is None
+    assert registry.alias_version(NAME, "champion") is None
+    registry.set_alias(NAME, "champion", first)
+    assert registry.aliases(NAME) == {"champion": first}
+    assert [str(v.version) for v in registry.versions(NAME)] == [first, second]
+    local, version = registry.download(f"models:/{NAME}@champion", tmp_path / "a")
+    assert version == first and (local / "artifacts").is_dir()
+    assert registry.download(f"models:/{NAME}/latest", tmp_path / "b")[1] == second
+    with pytest.raises(RegistryError, match="is not in the registry") as caught:
+        registry.download(f"models:/{NAME}@challenger", tmp_path / "c")
+    assert caught.value.field == "--model"
+
+    registry.client.delete_model_version(NAME, second)
+    with pytest.raises(VersionNotRegistered, match=f"version {second} is not registered"):
+        registry.set_alias(NAME, "champion", second)
+    assert registry.alias_version(NAME, "champion") == first  # nothing changed
+    registry.delete_alias(NAME, "champion")
+    assert registry.aliases(NAME) == {}
+
+
+def test_a_training_run_ends_finished_or_failed_with_the_reason(registry):
+    experiment = registry.ensure_reachable()
+    with registry.training_run(experiment, "ok", {"plimsoll.asset": "x"}) as run:
+        run.log_params({"seed": 42})
+        run.log_metrics({"loss": 0.5}, step=3)
+    finished = registry.client.get_run(run.run_id)
+    assert finished.info.status == "FINISHED" and finished.data.params == {"seed": "42"}
+    assert registry.last_logged_ms(run.run_id, "loss") is not None
+
+    with pytest.raises(KeyboardInterrupt), registry.training_run(experiment, "bad", {}) as run:
+        raise KeyboardInterrupt  # an interrupt too: a run left RUNNING would never end
+    failed = registry.client.get_run(run.run_id)
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["plimsoll.failure"].startswith("KeyboardInterrupt")
+
+
+def test_an_eval_is_logged_to_its_run(registry, tmp_path):
+    experiment = registry.ensure_reachable()
+    run_id = registry.client.create_run(experiment).info.run_id
+    report = tmp_path / "report.json"
+    report.write_text("{}")
+    registry.log_eval(run_id, {"eval.mrr": 0.8, "base.mrr": 0.7}, tags={"eval_set_hash": "h"},
+                      artifacts=[report])
+    run = registry.client.get_run(run_id)
+    assert run.data.metrics == {"eval.mrr": 0.8, "base.mrr": 0.7}
+    assert run.data.tags["eval_set_hash"] == "h"
+    assert [a.path for a in registry.client.list_artifacts(run_id, "eval_report")] == [
+        "eval_report/report.json"]

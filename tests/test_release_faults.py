@@ -406,3 +406,71 @@ def test_a_machine_fault_with_a_path_is_a_clear_error(capsys, error, message):
     assert run_guarded("plimsoll", body) == 2
     said = capsys.readouterr().err
     assert error.filename in said and message in said and "Traceback" not in said
+
+
+def test_a_rollback_to_a_deleted_version_on_the_fast_path_says_so_and_changes_nothing(stores):
+    from mlflow.tracking import MlflowClient
+
+    promoter = promoter_for(stores)
+    promote(promoter, 1, 2, 3)
+    MlflowClient(tracking_uri=stores["mlflow"]).delete_model_version(MODEL, "2")
+    rows = promoter.ledger.rows(MODEL)
+    for target in (None, "2"):  # back along the ledger, and named
+        with pytest.raises(AliasStoreError, match=r"version 2 is not registered \(it was "
+                           "deleted\\)") as caught:
+            promoter.rollback(to_version=target, actor="oncall")
+        assert "nothing was changed" in caught.value.fix
+        assert promoter.alias(CHAMPION) == "3"
+        assert promoter.ledger.rows(MODEL) == rows
+
+
+def test_the_sql_fast_path_reads_and_moves_only_its_own_workspace(stores):
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(stores["mlflow"])
+    with engine.begin() as connection:  # the same model name in another workspace
+        connection.execute(sa.text(
+            "INSERT INTO registered_models (workspace, name, creation_time, last_updated_time)"
+            " VALUES ('other', :name, 0, 0)"), {"name": MODEL})
+        connection.execute(sa.text(
+            "INSERT INTO registered_model_aliases (workspace, name, alias, version) "
+            "VALUES ('other', :name, 'champion', 4)"), {"name": MODEL})
+    aliases = SqlAliases(stores["mlflow"])
+    assert aliases.get(MODEL, CHAMPION) is None
+    aliases.set(MODEL, CHAMPION, "1")
+    assert aliases.get(MODEL, CHAMPION) == "1"
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text(
+            "SELECT workspace, version FROM registered_model_aliases ORDER BY workspace")).all()
+    assert [tuple(row) for row in rows] == [("default", 1), ("other", 4)]
+
+
+def test_an_unknown_schema_revision_uses_the_mlflow_client_and_says_so(stores, monkeypatch):
+    from plimsoll.release import aliases
+    from plimsoll.release.aliases import MlflowAliases, SlowerPathWarning, fast_aliases
+
+    # A store of a revision this MLflow knows and the fast path was not checked against.
+    revision = SqlAliases(stores["mlflow"]).revision
+    monkeypatch.setattr(aliases, "KNOWN_REVISIONS", frozenset({"0123456789ab"}))
+    with pytest.raises(aliases.UnknownSchema, match=f"schema revision {revision}"):
+        SqlAliases(stores["mlflow"])
+    with pytest.warns(SlowerPathWarning, match=f"{revision}.*using the MLflow client"):
+        backend = fast_aliases(stores["mlflow"])
+    assert isinstance(backend, MlflowAliases)
+    backend.set(MODEL, CHAMPION, "2")  # the slower path does the move
+    assert backend.get(MODEL, CHAMPION) == "2"
+
+
+def test_a_store_of_a_revision_mlflow_does_not_know_is_refused_naming_the_store(stores):
+    import sqlalchemy as sa
+
+    from plimsoll.release.aliases import SlowerPathWarning, fast_aliases
+    from plimsoll.release.registry import RegistryError
+
+    engine = sa.create_engine(stores["mlflow"])
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = 'f00dfeed0001'"))
+    with pytest.warns(SlowerPathWarning, match="f00dfeed0001"), \
+            pytest.raises(RegistryError, match="f00dfeed0001") as caught:
+        fast_aliases(stores["mlflow"])
+    assert stores["mlflow"] in caught.value.describe()

@@ -35,7 +35,7 @@ def setup_kind(request):
 
 
 @pytest.fixture
-def world(home, manifests, tmp_path, monkeypatch, setup_kind):
+def world(home, manifests, tmp_path, monkeypatch, setup_kind):  # noqa: ARG001 (home: isolated)
     write_manifest(manifests, "std", source={"kind": "stdlib_docstrings",
                                              "modules": ["textwrap", "shlex"]})
     evalset = tmp_path / "eval.jsonl"
@@ -136,7 +136,7 @@ def test_gate_approve_promote_and_rollback(world, capsys):
     assert any(line.split()[0] == third and "champion" in line for line in lines[1:])
 
 
-def test_nightly_eval_flags_regressions_as_a_failed_check(world, home):
+def test_nightly_eval_flags_regressions_as_a_failed_check(world):
     from plimsoll.evaluation.eval_registry import EvalRegistry
 
     definitions, instance, evalset = world
@@ -176,3 +176,50 @@ def test_nightly_eval_flags_regressions_as_a_failed_check(world, home):
     assert regression["metric"] == "latency_p95_ms" and regression["old"] == 0.001
     assert regression["new"] > 1.001 and regression["against"] == "last night"
     assert "ALERT" in check.description
+
+
+@pytest.mark.usefixtures("home")
+def test_the_approval_sensor_keeps_no_cursor_and_survives_restarts(bundle):
+    """MLflow's tags record what was decided: a stale, lost or foreign cursor changes nothing.
+
+    A reviewer's correction (here, naming themselves after approving) is a tag write, which
+    moves no MLflow timestamp, so only re-reading the tags each tick can see it.
+    """
+    import time
+
+    from platform_defs.definitions import defs
+    from plimsoll.release.registry import lineage_tags
+    from plimsoll.serving.pyfunc import pyfunc_model
+
+    definitions = defs()
+    promoter = definitions.resources["promotion"].promoter(definitions.resources["mlflow"])
+    registry = promoter.registry
+    scores = {"recall@5": 0.93, "mrr": 0.80, "grounding_rate": 0.83,
+              "abstention_accuracy": 0.92, "latency_p95_ms": 12.0, "cost_per_request": 0.00001,
+              "critical_violations": 0, "soft_violation_rate": 0.0}
+    run = registry.client.create_run(registry.ensure_reachable())
+    version = registry.register(promoter.model, bundle, lineage_tags({
+        "eval_scores": scores, "trained_by": "trainer-tess",
+        "bundle_key": f"{time.time_ns()}"}), run.info.run_id, pyfunc_model())
+    assert promoter.gate(version)[0].passed
+
+    with dg.instance_for_test() as instance:
+        idle = tick(definitions, instance, "approval_sensor", cursor='{"ledger_entries": 3}')
+        assert idle.skip_reason is not None and idle.cursor is None
+
+        promoter.registry.set_tag(promoter.model, version, "approval", "approved")
+        unsigned = tick(definitions, instance, "approval_sensor")
+        assert unsigned.asset_events[0].metadata["promotion"].value == "invalid"
+        assert unsigned.cursor is None
+
+        promoter.registry.set_tag(promoter.model, version, "approval.by", "reviewer-rita")
+        promoted = tick(definitions, instance, "approval_sensor", cursor='{"ledger_entries": 9}')
+        assert promoted.asset_events[0].metadata["promotion"].value == "promoted"
+        assert promoted.cursor is None
+        assert promoter.alias("champion") == version
+
+        for cursor in (None, '{"ledger_entries": 0}', "not json"):  # a restart, any cursor
+            assert tick(definitions, instance, "approval_sensor",
+                        cursor=cursor).skip_reason is not None
+    assert [(e.action, e.to_version) for e in promoter.ledger.entries()] == [
+        ("promote", version)]

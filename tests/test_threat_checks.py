@@ -19,6 +19,7 @@ from plimsoll.evaluation.scoring import evaluate_answerer
 from plimsoll.release.lineage_record import LineageRecords
 from plimsoll.release.registry import ModelRegistry, lineage_tags
 from plimsoll.serving.bundles import build_answerer
+from plimsoll.serving.pyfunc import pyfunc_model
 
 NAME = "plimsoll-docs-assistant"
 CASES = [
@@ -163,7 +164,8 @@ def registered(tmp_path, bundle, monkeypatch):
     registry = ModelRegistry(uri, artifact_root=str(tmp_path / "artifacts"),
                              records=LineageRecords(f"sqlite:///{tmp_path / 'ledger.sqlite'}"))
     run = registry.client.create_run(registry.ensure_reachable())
-    return registry.register(NAME, bundle, lineage_tags({"seed": "1"}), run.info.run_id)
+    return registry.register(NAME, bundle, lineage_tags({"seed": "1"}), run.info.run_id,
+                             pyfunc_model())
 
 
 def test_tool_on_a_registered_model(registered, tmp_path, capsys):

@@ -30,7 +30,6 @@ PROJECT_FILES: dict[str, tuple[str, str]] = {
     "manifests": ("PLIMSOLL_MANIFESTS", "data_manifests"),
     "prompts": ("PLIMSOLL_PROMPTS", "prompts"),
     "evalset": ("PLIMSOLL_EVALSET", "evalsets/python_docs_ci.jsonl"),
-    "nightly_evalset": ("PLIMSOLL_NIGHTLY_EVALSET", "evalsets/python_docs_nightly.jsonl"),
     "redteam": ("PLIMSOLL_REDTEAM", "evalsets/redteam.jsonl"),
 }
 
@@ -46,7 +45,6 @@ class Settings:
     manifests: Path
     prompts: Path
     evalset: Path
-    nightly_evalset: Path
     redteam: Path
     # The MLflow store, and what chose it (for messages that say what to change).
     tracking_uri: str

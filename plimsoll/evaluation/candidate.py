@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from plimsoll.common.hashing import sha256_file, sha256_json
 from plimsoll.common.provenance import container_image_digest
+from plimsoll.common.settings import Settings
 from plimsoll.evaluation.eval_registry import EvalRegistry
 from plimsoll.evaluation.evalsets import load_evalset
 from plimsoll.evaluation.redteam import (
@@ -20,33 +20,33 @@ from plimsoll.evaluation.scoring import evaluate_answerer, evaluate_bm25
 from plimsoll.guard.classifier import MODEL_PATH as CLASSIFIER_PATH
 from plimsoll.guard.classifier import classifier_digest
 from plimsoll.release.promotion import current_actor
-from plimsoll.release.registry import Bundle, ModelRegistry, RegistryError, lineage_tags
+from plimsoll.release.registry import Bundle, ModelRegistry, lineage_tags
 from plimsoll.retrieval.snapshot import IndexSnapshot
 from plimsoll.serving.answerer import Answerer
-from plimsoll.serving.bundles import build_answerer, open_model
+from plimsoll.serving.bundles import answerer_from_model_dir, build_answerer
 from plimsoll.serving.prompts import load_template
 
 
 def open_model_to_evaluate(reference: str, destination: Path,
                            tracking_uri: str | None = None) -> tuple[Answerer, str]:
-    """open_model for the eval tools, with the tracking store checked first.
+    """The guarded answerer of a model reference, and a label for reports.
 
-    A SQLite store that does not exist, or a server that refuses or does not answer within
-    MLFLOW_HTTP_REQUEST_TIMEOUT, is reported as the store at fault, not as a model missing
-    from it, and a typo in a SQLite path creates no empty store.
+    `models:/NAME/N|latest` and `models:/NAME@ALIAS` are downloaded to `destination` from
+    the store (--tracking-uri, else $MLFLOW_TRACKING_URI, else PLIMSOLL_HOME's); anything else
+    is a model directory. The store is checked first: a SQLite store that does not exist,
+    or a server that refuses or does not answer within MLFLOW_HTTP_REQUEST_TIMEOUT, is
+    reported as the store at fault, not as a model missing from it, and a typo in a SQLite
+    path creates no empty store.
     """
-    if reference.startswith("models:/"):
-        from plimsoll.common.home import HomeLayout, resolve_home
-
-        source = ("--tracking-uri" if tracking_uri else "$MLFLOW_TRACKING_URI"
-                  if os.environ.get("MLFLOW_TRACKING_URI") else "PLIMSOLL_HOME")
-        tracking_uri = (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-                        or HomeLayout(resolve_home()).mlflow_tracking_uri)
-        _check_tracking_store(tracking_uri, source)
-    return open_model(reference, destination, tracking_uri)
+    if not reference.startswith("models:/"):
+        return answerer_from_model_dir(Path(reference)), reference
+    settings = Settings.from_env(tracking_uri=tracking_uri)
+    registry = _checked_registry(settings.tracking_uri, settings.tracking_uri_source)
+    model_dir, version = registry.download(reference, Path(destination))
+    return answerer_from_model_dir(model_dir), f"{reference} (version {version})"
 
 
-def _check_tracking_store(uri: str, source: str) -> None:
+def _checked_registry(uri: str, source: str) -> ModelRegistry:
     from plimsoll.common.sql import StoreError, open_engine
 
     if uri.startswith("sqlite:"):
@@ -54,41 +54,10 @@ def _check_tracking_store(uri: str, source: str) -> None:
             open_engine(uri, "MLflow store", create=False).dispose()
         except StoreError as exc:
             raise StoreError(exc.problem, field=source, fix=exc.fix) from None
-        return
+        return ModelRegistry(uri)
     registry = ModelRegistry(uri)
-    try:
-        registry.client.search_registered_models(max_results=1)
-    except Exception as exc:  # MLflow wraps every transport failure; the cause is below
-        fault = _unanswered(exc)
-        problem = (f"the MLflow server at {uri} {fault}" if fault else
-                   f"the MLflow store at {uri} failed ({type(exc).__name__}: "
-                   f"{(str(exc).splitlines() or [''])[0][:200]})")
-        raise RegistryError(problem, field=source, fix=f"start the MLflow server at {uri}, or "
-                            "point --tracking-uri (or $MLFLOW_TRACKING_URI) at the right one"
-                            ) from None
-
-
-def _unanswered(exc: BaseException) -> str | None:
-    """How a server failed to answer, read from the exception chain by type, if it did."""
-    import urllib3.exceptions
-
-    pending, seen = [exc], set()
-    while pending:
-        error = pending.pop()
-        if error is None or id(error) in seen:
-            continue
-        seen.add(id(error))
-        if isinstance(error, urllib3.exceptions.NameResolutionError):
-            return "cannot be found (its host name does not resolve)"
-        if isinstance(error, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
-            return "refused the connection"
-        if isinstance(error, urllib3.exceptions.TimeoutError | TimeoutError):
-            return (f"did not answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT')} s "
-                    "(MLFLOW_HTTP_REQUEST_TIMEOUT)")
-        # requests and MLflow keep the transport error as a cause, a context or an argument.
-        pending += [error.__cause__, error.__context__, getattr(error, "reason", None),
-                    *(a for a in error.args if isinstance(a, BaseException))]
-    return None
+    registry.probe(source)
+    return registry
 
 
 def add_threat_metrics(metrics: dict[str, float], threats: ThreatReport) -> None:
@@ -98,7 +67,7 @@ def add_threat_metrics(metrics: dict[str, float], threats: ThreatReport) -> None
     metrics["redteam_through"] = len(threats.through)
 
 
-def run_candidate_eval(*, repo_root: Path, reports_dir: Path, evalset_path: Path,
+def run_candidate_eval(*, reports_dir: Path, evalset_path: Path,
                        limit: int | None, seed: int, abstain_below: float,
                        cost_per_cpu_second: float, answer_template: Path,
                        abstain_template: Path, candidate: dict[str, str], base: dict[str, str],
@@ -139,16 +108,12 @@ def run_candidate_eval(*, repo_root: Path, reports_dir: Path, evalset_path: Path
                              "systems": {r.system: r.metrics for r in runs}})[:16]
     paths = write_report(reports_dir / report_id, runs, context, threats)
 
-    client = registry.client
-    for name, value in runs[0].metrics.items():
-        client.log_metric(mlflow_run_id, f"eval.{_metric_key(name)}", value)
-    for name, value in runs[1].metrics.items():
-        client.log_metric(mlflow_run_id, f"base.{_metric_key(name)}", value)
-    for name, value in runs[2].metrics.items():
-        client.log_metric(mlflow_run_id, f"bm25.{_metric_key(name)}", value)
-    client.set_tag(mlflow_run_id, "eval_set_hash", evalset.content_hash)
-    for path in paths.values():
-        client.log_artifact(mlflow_run_id, str(path), "eval_report")
+    registry.log_eval(mlflow_run_id, {
+        f"{prefix}.{_metric_key(name)}": value
+        for prefix, run in zip(("eval", "base", "bm25"), runs, strict=True)
+        for name, value in run.metrics.items()},
+        tags={"eval_set_hash": evalset.content_hash}, artifacts=paths.values(),
+        artifact_path="eval_report")
     for run in runs[:2]:
         eval_registry.record(commit_sha=commit_sha, model_ref=model_ref if run.system ==
                              "finetuned" else f"base:{Path(base['encoder_path']).name}",
@@ -212,7 +177,10 @@ def register_candidate(*, registry: ModelRegistry, model_name: str, finetuned: d
                     else None,
                     guard_classifier=Path(report["guard_classifier"])
                     if report.get("guard_classifier") else None)
-    version = registry.register(model_name, bundle, lineage, finetuned["mlflow_run_id"])
-    tags = dict(registry.client.get_model_version(model_name, version).tags)
+    from plimsoll.serving.pyfunc import pyfunc_model  # imports MLflow
+
+    version = registry.register(model_name, bundle, lineage, finetuned["mlflow_run_id"],
+                                pyfunc_model())
+    tags = dict(registry.version(model_name, version).tags)
     return version, tags
 

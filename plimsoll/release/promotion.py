@@ -67,7 +67,6 @@ class Promoter:
                  aliases: AliasBackend | None = None, records: LineageRecords | None = None,
                  intent_lease_s: float = INTENT_LEASE_S) -> None:
         self.registry = registry
-        self.client = registry.client if registry is not None else None
         self.aliases = aliases or MlflowAliases(registry)
         self.ledger = ledger
         self.policy = policy
@@ -109,8 +108,7 @@ class Promoter:
         set_tag(self.model, version, "gate.policy_digest", self.policy.digest)
         set_tag(self.model, version, "gate.champion", champion or "none")
         if verdict.passed:
-            self.registry.call(self.client.set_registered_model_alias, self.model,
-                                 CHALLENGER, version)
+            self.aliases.set(self.model, CHALLENGER, version)
             if APPROVAL not in tags:
                 set_tag(self.model, version, APPROVAL, "pending")
         set_tag(self.model, version, "gate.verdict", "pass" if verdict.passed else "fail")
@@ -129,9 +127,7 @@ class Promoter:
         promoting at the same moment (two sensor evaluations at once) is left to it.
         """
         outcomes = self.reconcile()
-        versions = self.registry.call(self.client.search_model_versions,
-                                        f"name = '{self.model}'")
-        for found in sorted(versions, key=lambda v: int(v.version)):
+        for found in self.registry.versions(self.model):
             tags = dict(found.tags)
             decision = tags.get(APPROVAL)
             if decision in (None, "pending") or STATE in tags:
@@ -221,8 +217,7 @@ class Promoter:
 
     def _drop_challenger(self, version: str) -> None:
         if self.alias(CHALLENGER) == version:
-            self.registry.call(self.client.delete_registered_model_alias, self.model,
-                                 CHALLENGER)
+            self.aliases.delete(self.model, CHALLENGER)
 
     # -- moving champion: intent, alias, completion ------------------------------------------
     def reconcile(self) -> list[Outcome]:

@@ -62,6 +62,27 @@ class SnapshotResult:
     stats: BuildStats
 
 
+@dataclass(frozen=True)
+class SnapshotRef:
+    """What the next asset needs of a snapshot: where it is and what made it."""
+
+    snapshot_id: str
+    path: str
+    encoder_digest: str
+    tokenizer_hash: str
+    slices: dict[str, str]  # slice name -> content hash
+    encoder_path: str
+
+    @classmethod
+    def of(cls, result: SnapshotResult) -> SnapshotRef:
+        """The reference to a built (or reused) snapshot."""
+        inputs = result.manifest["inputs"]
+        return cls(snapshot_id=result.snapshot_id, path=str(result.path),
+                   encoder_digest=inputs["encoder_digest"],
+                   tokenizer_hash=inputs["tokenizer_hash"], slices=dict(inputs["slices"]),
+                   encoder_path=result.manifest["encoder_path"])
+
+
 def iter_chunks(slices: Sequence[PublishedSlice], params: ChunkingParams) -> Iterator[Chunk]:
     """Chunks of every slice, in slice-name then row order, streamed from Parquet."""
     import pyarrow.parquet as pq

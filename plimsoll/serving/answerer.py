@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from plimsoll.common.settings import ABSTAIN_BELOW
 from plimsoll.guard import Finding, Guard, GuardPolicy, Verdict, redact
 from plimsoll.retrieval.encoder import Encoder
 from plimsoll.retrieval.snapshot import Hit, IndexSnapshot, query_snapshot
@@ -72,7 +73,8 @@ class Answerer:
     """
 
     def __init__(self, encoder: Encoder, snapshot: IndexSnapshot, answer_template: PromptTemplate,
-                 abstain_template: PromptTemplate, abstain_below: float = 0.35, k: int = 10,
+                 abstain_template: PromptTemplate, abstain_below: float = ABSTAIN_BELOW,
+                 k: int = 10,
                  metadata: dict[str, str] | None = None, *, guard: Guard | None = None,
                  refuse_template: PromptTemplate | None = None,
                  facts_template: PromptTemplate | None = None, mode: str = "answer") -> None:

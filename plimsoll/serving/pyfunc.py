@@ -1,4 +1,8 @@
-"""The MLflow pyfunc model of a candidate: encoder + index snapshot + templates + guard."""
+"""The MLflow pyfunc model of a candidate: encoder + index snapshot + templates + guard.
+
+Importing this module imports MLflow (the model is an mlflow.pyfunc.PythonModel): import it
+where a model is registered or loaded, inside the function that does it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,13 @@ from pathlib import Path
 
 import mlflow.pyfunc
 
-ARTIFACTS = ("encoder", "index_snapshot", "answer_template", "abstain_template")
-OPTIONAL_ARTIFACTS = ("refuse_template", "facts_template", "system_prompt", "guard_policy",
-                      "guard_classifier", "guard_classifier_card")
+from plimsoll.common.settings import ABSTAIN_BELOW
+from plimsoll.release.registry import PyfuncModel
+
+
+def pyfunc_model() -> PyfuncModel:
+    """What the registry saves as each version's model: DocsAssistantModel and its signature."""
+    return PyfuncModel(DocsAssistantModel(), model_signature())
 
 
 def model_signature():
@@ -35,7 +43,7 @@ class DocsAssistantModel(mlflow.pyfunc.PythonModel):
         artifacts = context.artifacts
         policy = artifacts.get("guard_policy")
         classifier = artifacts.get("guard_classifier")  # absent in versions registered before
-        options = dict(abstain_below=float(config.get("abstain_below", 0.35)),
+        options = dict(abstain_below=float(config.get("abstain_below", ABSTAIN_BELOW)),
                        guard_policy=Path(policy) if policy else None,
                        guard_classifier=Path(classifier) if classifier else None,
                        metadata={"model_name": str(config.get("model_name", "")),
@@ -46,7 +54,8 @@ class DocsAssistantModel(mlflow.pyfunc.PythonModel):
         self._build = lambda mode: build_answerer(*parts, **options, mode=mode)
         self._by_mode = {self.answerer.mode: self.answerer}
 
-    def predict(self, context, model_input, params=None):
+    # MLflow passes `context` by name (it inspects this signature): the name must stay.
+    def predict(self, context, model_input, params=None):  # noqa: ARG002
         """One answer per row of a DataFrame with a `question` column (or a list of str).
 
         Each question goes through `Answerer.answer`, which refuses one that is not a string

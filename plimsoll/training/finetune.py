@@ -12,11 +12,20 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plimsoll.common.errors import PlimsollError
 from plimsoll.common.hashing import sha256_json
-from plimsoll.retrieval.encoder import EncoderDirectory, copy_sentence_transformers_files
+from plimsoll.retrieval.encoder import (
+    EncoderDirectory,
+    copy_sentence_transformers_files,
+    pick_device,
+    pool,
+)
 from plimsoll.retrieval.snapshot import clean_stale_staging, staging_directory
+
+if TYPE_CHECKING:
+    from plimsoll.release.registry import ModelRegistry
 
 STATE_FILE = "training_state.pt"
 STATE_KEYS = frozenset({"model", "optimizer", "scheduler", "rng", "step", "losses", "cuda_rng"})
@@ -92,8 +101,8 @@ ASSET_TAG, DAGSTER_RUN_TAG, CLOSED_TAG = (
     "plimsoll.asset", "plimsoll.dagster_run_id", "plimsoll.closed_because")
 
 
-def close_abandoned_runs(client: object, experiment_id: str, asset: str, dagster_run_id: str,
-                         owner_finished: Callable[[str], bool | None],
+def close_abandoned_runs(registry: ModelRegistry, experiment_id: str, asset: str,
+                         dagster_run_id: str, owner_finished: Callable[[str], bool | None],
                          now_s: float | None = None) -> list[str]:
     """Close as FAILED the MLflow runs of `asset` left RUNNING by dead steps; say what was done.
 
@@ -102,15 +111,13 @@ def close_abandoned_runs(client: object, experiment_id: str, asset: str, dagster
     when it has logged nothing for ABANDONED_AFTER_S. A run whose Dagster run is in progress,
     or unknown here, and that logged recently is a live one elsewhere, and is left alone.
     """
+    from plimsoll.release.registry import RegistryError
+
     now_ms = (time.time() if now_s is None else now_s) * 1000
-    found = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{ASSET_TAG}` = '{asset}' "
-        "and attributes.status = 'RUNNING'", max_results=200)
     notes = []
-    for run in found:
+    for run in registry.running_runs(experiment_id, ASSET_TAG, asset):
         run_id, owner = run.info.run_id, run.data.tags.get(DAGSTER_RUN_TAG, "")
-        last_ms = max([run.info.start_time or 0, *(m.timestamp for m in
-                                                   client.get_metric_history(run_id, "loss"))])
+        last_ms = max(run.info.start_time or 0, registry.last_logged_ms(run_id, "loss") or 0)
         idle_s = (now_ms - last_ms) / 1000
         if owner and owner == dagster_run_id:
             reason = f"an earlier attempt of this step (Dagster run {owner})"
@@ -121,21 +128,14 @@ def close_abandoned_runs(client: object, experiment_id: str, asset: str, dagster
         else:
             continue
         try:
-            client.set_tag(run_id, CLOSED_TAG, f"{reason}; closed by Dagster run {dagster_run_id}")
-            client.set_terminated(run_id, status="FAILED", end_time=int(last_ms))
-        except Exception as exc:  # e.g. no permission on another user's run: not this run's fault
+            registry.end_run(run_id, "FAILED", end_time_ms=int(last_ms), tags={
+                CLOSED_TAG: f"{reason}; closed by Dagster run {dagster_run_id}"})
+        except RegistryError as exc:  # e.g. no permission on another user's run: not ours
             notes.append(f"could not close abandoned MLflow run {run_id} ({reason}): "
-                         f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}")
+                         f"{exc.problem}")
             continue
         notes.append(f"closed MLflow run {run_id} as FAILED: {reason}")
     return notes
-
-
-def pick_device() -> str:
-    """CUDA when present (the GPU step job in prod), else CPU."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_precision(requested: str, device: str) -> str:
@@ -385,20 +385,10 @@ def _encode(model, tokenizer, texts: list[str], max_length: int, device: str,
     for first in range(0, len(order), size):
         batch = tokenizer.pad({"input_ids": [ids[i] for i in order[first:first + size]]},
                               return_tensors="pt").to(device)
-        parts.append(_pool(model(**batch).last_hidden_state, batch["attention_mask"]))
+        parts.append(pool(model(**batch).last_hidden_state, batch["attention_mask"]))
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.tensor(order)] = torch.arange(len(order))
     return torch.cat(parts)[inverse.to(device)]
-
-
-def _pool(hidden, attention_mask):
-    """Mean over the real tokens, L2-normalised (sentence-transformers pooling), in fp32."""
-    import torch
-
-    hidden = hidden.float()
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
 def _encode_passages(model, tokenizer, texts: list[str], params: TrainingParams, device: str):

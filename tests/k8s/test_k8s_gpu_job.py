@@ -13,7 +13,7 @@ from k8s_helpers import k8s_check, need_module, rendered
 
 
 @pytest.fixture
-def gpu_job(home, monkeypatch):
+def gpu_job(home, monkeypatch):  # noqa: ARG001 (home: an isolated PLIMSOLL_HOME)
     need_module("kubernetes_validate", "kubernetes-validate")
     need_module("regopy", "regopy")
     from platform_defs.k8s import GPU_NAMESPACE
