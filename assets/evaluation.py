@@ -13,6 +13,9 @@ from platform_defs.resources import (
     PromotionSettings,
 )
 from plimsoll.common.settings import ABSTAIN_BELOW, COST_PER_CPU_SECOND
+from plimsoll.evaluation.outcome import EvalOutcome
+from plimsoll.retrieval.reference import SnapshotRef
+from plimsoll.training.checkpoint import Checkpoint
 
 GROUP = "evaluation"
 
@@ -43,6 +46,19 @@ class EvalConfig(dg.Config):
                          "evalsets/redteam.jsonl).")
 
 
+# The candidate's scores shown on the asset; the counts are what the gate tests the soft
+# violation rate on (see policies/slos.yaml).
+SUMMARY_METRICS = (
+    ("recall@5", lambda v: dg.MetadataValue.float(v)),
+    ("mrr", lambda v: dg.MetadataValue.float(v)),
+    ("critical_violations", lambda v: dg.MetadataValue.int(int(v))),
+    ("soft_violation_rate", lambda v: dg.MetadataValue.float(v)),
+    ("soft_violations", lambda v: dg.MetadataValue.int(int(v))),
+    ("safety_answers", lambda v: dg.MetadataValue.int(int(v))),
+    ("latency_p95_cpu_ms", lambda v: dg.MetadataValue.float(v)),
+)
+
+
 def _scores_table(systems: dict[str, dict[str, float]]) -> dg.TableMetadataValue:
     """One row per system; metrics a system lacks (BM25 has no answers) stay empty."""
     columns = list(dict.fromkeys(k for metrics in systems.values() for k in metrics))
@@ -56,10 +72,10 @@ def build_eval_report() -> dg.AssetsDefinition:
     """eval_report: the candidate against the base encoder and BM25, on the eval set."""
 
     @dg.asset(group_name=GROUP, kinds={"mlflow", "sql"}, code_version="2")
-    def eval_report(config: EvalConfig,
-                    finetuned_encoder: dict, candidate_index: dict, embeddings_index: dict,
+    def eval_report(config: EvalConfig, finetuned_encoder: Checkpoint,
+                    candidate_index: SnapshotRef, embeddings_index: SnapshotRef,
                     home: PlimsollHome, project: ProjectFiles, mlflow: MlflowStore,
-                    eval_registry: EvalRegistryStore) -> dg.Output[dict]:
+                    eval_registry: EvalRegistryStore) -> dg.Output[EvalOutcome]:
         """How good the candidate is against the base encoder and BM25, on the eval set."""
         from plimsoll.evaluation.candidate import run_candidate_eval
 
@@ -73,37 +89,26 @@ def build_eval_report() -> dg.AssetsDefinition:
             abstain_template=project.path(config.abstain_template or project.prompt("abstain")),
             guard_policy=project.path(config.guard_policy or project.guard_policy),
             redteam_path=project.path(config.redteam or project.redteam),
-            candidate={"encoder_path": finetuned_encoder["path"],
-                       "snapshot_path": candidate_index["path"]},
-            base={"encoder_path": embeddings_index["encoder_path"],
-                  "snapshot_path": embeddings_index["path"]},
-            registry=mlflow.registry(), mlflow_run_id=finetuned_encoder["mlflow_run_id"],
+            candidate={"encoder_path": finetuned_encoder.path,
+                       "snapshot_path": candidate_index.path},
+            base={"encoder_path": embeddings_index.encoder_path,
+                  "snapshot_path": embeddings_index.path},
+            registry=mlflow.registry(), mlflow_run_id=finetuned_encoder.mlflow_run_id,
             eval_registry=eval_registry.open(),
-            model_ref=f"checkpoint:{finetuned_encoder['digest']}",
-            commit_sha=finetuned_encoder["git_commit"])
-        candidate = outcome["systems"]["finetuned"]
-        metrics_table = dg.MetadataValue.md(outcome["markdown"])
-        return dg.Output(outcome, data_version=dg.DataVersion(outcome["report_digest"]),
+            model_ref=f"checkpoint:{finetuned_encoder.digest}",
+            commit_sha=finetuned_encoder.git_commit)
+        candidate = outcome.candidate
+        # A metric the eval could not measure (no answerable question) is left out, not 0.0.
+        scores = {name: kind(candidate[name]) for name, kind in SUMMARY_METRICS
+                  if name in candidate}
+        return dg.Output(outcome, data_version=dg.DataVersion(outcome.report_digest),
                          metadata={
-                             "report": metrics_table,
-                             "plot": dg.MetadataValue.path(outcome["paths"]["plot"]),
-                             "report_json": dg.MetadataValue.path(outcome["paths"]["json"]),
-                             "scores": _scores_table(outcome["systems"]),
-                             "recall@5": dg.MetadataValue.float(candidate["recall@5"]),
-                             "mrr": dg.MetadataValue.float(candidate["mrr"]),
-                             "eval_set_hash": outcome["eval_set_hash"],
-                             "critical_violations": dg.MetadataValue.int(
-                                 int(candidate["critical_violations"])),
-                             "soft_violation_rate": dg.MetadataValue.float(
-                                 candidate["soft_violation_rate"]),
-                             # The counts the gate tests the rate on (see policies/slos.yaml).
-                             "soft_violations": dg.MetadataValue.int(
-                                 int(candidate["soft_violations"])),
-                             "safety_answers": dg.MetadataValue.int(
-                                 int(candidate["safety_answers"])),
-                             "latency_p95_cpu_ms": dg.MetadataValue.float(
-                                 candidate["latency_p95_cpu_ms"]),
-                         })
+                             "report": dg.MetadataValue.md(outcome.markdown),
+                             "plot": dg.MetadataValue.path(outcome.paths["plot"]),
+                             "report_json": dg.MetadataValue.path(outcome.paths["json"]),
+                             "scores": _scores_table(outcome.systems),
+                             "eval_set_hash": outcome.eval_set_hash,
+                             **scores})
 
     return eval_report
 

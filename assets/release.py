@@ -3,6 +3,9 @@
 import dagster as dg
 
 from platform_defs.resources import MlflowStore
+from plimsoll.evaluation.outcome import EvalOutcome
+from plimsoll.retrieval.reference import SnapshotRef
+from plimsoll.training.checkpoint import Checkpoint
 
 GROUP = "release"
 
@@ -11,11 +14,11 @@ def build_candidate_model() -> dg.AssetsDefinition:
     """candidate_model: registered with write-once lineage, for the gate and the reviewer."""
 
     @dg.asset(group_name=GROUP, kinds={"mlflow"}, code_version="1")
-    def candidate_model(context: dg.AssetExecutionContext, finetuned_encoder: dict,
-                        candidate_index: dict, eval_report: dict,
+    def candidate_model(context: dg.AssetExecutionContext, finetuned_encoder: Checkpoint,
+                        candidate_index: SnapshotRef, eval_report: EvalOutcome,
                         mlflow: MlflowStore) -> dg.MaterializeResult:
         """The evaluated bundle as an immutable, fully traced version in the MLflow registry."""
-        from plimsoll.evaluation.candidate import register_candidate
+        from plimsoll.release.candidate import register_candidate
 
         version, tags = register_candidate(
             registry=mlflow.registry(), model_name=mlflow.model_name,

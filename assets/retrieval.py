@@ -4,6 +4,8 @@ import dagster as dg
 from pydantic import Field
 
 from platform_defs.resources import EncoderModel, PlimsollHome, SliceStorage
+from plimsoll.retrieval.reference import SnapshotRef
+from plimsoll.training.checkpoint import Checkpoint
 
 GROUP = "retrieval"
 
@@ -21,7 +23,7 @@ class IndexConfig(dg.Config):
 
 def snapshot_output(context: dg.AssetExecutionContext, config: IndexConfig,
                     slice_names: list[str], home: PlimsollHome, slice_storage: SliceStorage,
-                    encoder_path: str | None, batch_size: int) -> dg.Output[dict]:
+                    encoder_path: str | None, batch_size: int) -> dg.Output[SnapshotRef]:
     """Build (or reuse) a snapshot of the published slices with one encoder."""
     from tqdm import tqdm
 
@@ -59,12 +61,8 @@ def snapshot_output(context: dg.AssetExecutionContext, config: IndexConfig,
         context.log.warning(f"removed {stats.stale_staging_cleaned} staging folder(s) left in "
                             f"{layout.index_snapshots} by killed builds")
     inputs = result.manifest["inputs"]
-    value = {"snapshot_id": result.snapshot_id, "path": str(result.path),
-             "encoder_digest": inputs["encoder_digest"],
-             "tokenizer_hash": inputs["tokenizer_hash"], "slices": inputs["slices"],
-             "encoder_path": result.manifest["encoder_path"]}
     return dg.Output(
-        value,
+        result.ref(),
         data_version=dg.DataVersion(result.snapshot_id),
         metadata={
             "snapshot_id": result.snapshot_id,
@@ -94,7 +92,7 @@ def build_embeddings_index(slice_names: list[str]) -> dg.AssetsDefinition:
     )
     def embeddings_index(context: dg.AssetExecutionContext, config: IndexConfig,
                          home: PlimsollHome, slice_storage: SliceStorage,
-                         encoder: EncoderModel) -> dg.Output[dict]:
+                         encoder: EncoderModel) -> dg.Output[SnapshotRef]:
         """Searchable snapshot of every published slice; unchanged chunks are never re-embedded."""
         return snapshot_output(context, config, slice_names, home, slice_storage,
                                encoder.path or None, encoder.batch_size)
@@ -108,10 +106,11 @@ def build_candidate_index(slice_names: list[str]) -> dg.AssetsDefinition:
     @dg.asset(group_name=GROUP, deps=["dataset_slice"], kinds={"faiss", "pytorch"},
               code_version="1")
     def candidate_index(context: dg.AssetExecutionContext, config: IndexConfig,
-                        finetuned_encoder: dict, home: PlimsollHome,
-                        slice_storage: SliceStorage, encoder: EncoderModel) -> dg.Output[dict]:
+                        finetuned_encoder: Checkpoint, home: PlimsollHome,
+                        slice_storage: SliceStorage,
+                        encoder: EncoderModel) -> dg.Output[SnapshotRef]:
         """Index snapshot of the published slices, embedded with the fine-tuned encoder."""
         return snapshot_output(context, config, slice_names, home, slice_storage,
-                               finetuned_encoder["path"], encoder.batch_size)
+                               finetuned_encoder.path, encoder.batch_size)
 
     return candidate_index

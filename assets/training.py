@@ -14,6 +14,7 @@ from platform_defs.resources import (
     ProjectFiles,
     SliceStorage,
 )
+from plimsoll.training.checkpoint import Checkpoint, TrainingPairsFile
 
 GROUP = "training"
 DEFAULT_TRAINING_SLICES = ["python_help_topics", "stdlib_docstrings"]
@@ -68,20 +69,20 @@ def slices_failing_checks(instance: dg.DagsterInstance, names: list[str]) -> lis
     return failing
 
 
-def read_training_pairs(training_pairs: dict) -> list:  # -> list[plimsoll.training.finetune.Pair]
+def read_training_pairs(training_pairs: TrainingPairsFile) -> list:  # -> list[finetune.Pair]
     """The pairs file named by the training_pairs value, checked against its digest."""
-    import json
-
     from plimsoll.common.errors import PlimsollError
+    from plimsoll.common.files import read_jsonl
     from plimsoll.common.hashing import sha256_file
     from plimsoll.training.finetune import Pair
 
-    path = Path(training_pairs["path"])
-    if not path.is_file() or sha256_file(path) != training_pairs["digest"]:
+    path = Path(training_pairs.path)
+    if not path.is_file() or sha256_file(path) != training_pairs.digest:
         raise PlimsollError("the training pairs file is missing or differs from its digest "
-                            f"{training_pairs['digest'][:12]}", file=path,
+                            f"{training_pairs.digest[:12]}", file=path,
                             fix="re-materialize training_pairs (it writes the file again)")
-    return [Pair(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [Pair(query=row["query"], passage=row["passage"])
+            for _, row in read_jsonl(path, error=PlimsollError)]
 
 
 def dagster_run_finished(instance: dg.DagsterInstance, run_id: str) -> bool | None:
@@ -121,7 +122,7 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
     @dg.asset(group_name=GROUP, deps=["dataset_slice"], kinds={"jsonl"}, code_version="1")
     def training_pairs(context: dg.AssetExecutionContext, config: PairsConfig,
                        home: PlimsollHome, slice_storage: SliceStorage,
-                       manifests: DataManifests) -> dg.Output[dict]:
+                       manifests: DataManifests) -> dg.Output[TrainingPairsFile]:
         """(query, passage) pairs derived from slices that passed their checks."""
         import json
         import os
@@ -163,8 +164,8 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
         data_manifest = {name: {"content_hash": slices[name], "manifest_digest": manifest_digest(
             load_manifest(manifests.manifest_path(name)))} for name in sorted(slices)}
         return dg.Output(
-            {"path": str(path), "digest": digest, "count": len(pairs), "slices": slices,
-             "data_manifest_digest": sha256_json(data_manifest)},
+            TrainingPairsFile(path=str(path), digest=digest, count=len(pairs), slices=slices,
+                              data_manifest_digest=sha256_json(data_manifest)),
             data_version=dg.DataVersion(digest),
             metadata={"pair_count": dg.MetadataValue.int(len(pairs)), "digest": digest,
                       "slice_hashes": dg.MetadataValue.json(slices),
@@ -174,8 +175,9 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
     @dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"}, code_version="1",
               op_tags=k8s_op_tags or None)
     def finetuned_encoder(context: dg.AssetExecutionContext, config: TrainingConfig,
-                          training_pairs: dict, home: PlimsollHome, encoder: EncoderModel,
-                          mlflow: MlflowStore, project: ProjectFiles) -> dg.Output[dict]:
+                          training_pairs: TrainingPairsFile, home: PlimsollHome,
+                          encoder: EncoderModel,
+                          mlflow: MlflowStore, project: ProjectFiles) -> dg.Output[Checkpoint]:
         """The encoder fine-tuned for retrieval on the training pairs, as a hashed checkpoint."""
         from plimsoll.common.provenance import container_image_digest, git_commit
         from plimsoll.release.promotion import current_actor
@@ -209,21 +211,24 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
                 "trained_by": current_actor(),
                 # MLflow's own record of who ran it: registration counts it as a trainer.
                 "mlflow.user": current_actor(),
-                "data_manifest_digest": training_pairs["data_manifest_digest"]}
+                "data_manifest_digest": training_pairs.data_manifest_digest}
         # Ends FINISHED, or FAILED with the reason on any error or interrupt.
         with registry.training_run(experiment_id, f"finetune-{context.run_id[:8]}",
                                    tags) as run:
             result = _train_in_run(context, run, base, pairs, params, device, precision,
-                                   training_pairs["digest"], home)
+                                   training_pairs.digest, home)
         run_id = run.run_id
         for note in result.notes:
             context.log.info(note)
-        value = {"path": str(result.checkpoint.path), "digest": result.checkpoint.digest,
-                 "tokenizer_hash": result.checkpoint.tokenizer_hash,
-                 "base_digest": base.digest, "base_path": str(base.path),
-                 "params": params.as_dict(), "mlflow_run_id": run_id,
-                 "training_pairs_digest": training_pairs["digest"],
-                 "slices": training_pairs["slices"], **tags}
+        value = Checkpoint(
+            path=str(result.checkpoint.path), digest=result.checkpoint.digest,
+            tokenizer_hash=result.checkpoint.tokenizer_hash, base_digest=base.digest,
+            base_path=str(base.path), params=params.as_dict(), mlflow_run_id=run_id,
+            training_pairs_digest=training_pairs.digest, slices=dict(training_pairs.slices),
+            data_manifest_digest=training_pairs.data_manifest_digest,
+            git_commit=tags["git_commit"], container_image_digest=tags["container_image_digest"],
+            trained_by=tags["trained_by"],
+            training_fingerprint=tags["plimsoll.training_fingerprint"])
         return dg.Output(value, data_version=dg.DataVersion(result.checkpoint.digest), metadata={
             "checkpoint_digest": result.checkpoint.digest,
             "checkpoint_path": dg.MetadataValue.path(str(result.checkpoint.path)),

@@ -360,6 +360,7 @@ def test_finetuned_encoder_closes_dead_runs_and_fails_its_own_run_on_error(
     from platform_defs.resources import EncoderModel, MlflowStore, PlimsollHome, ProjectFiles
     from plimsoll.common.errors import PlimsollError
     from plimsoll.common.hashing import sha256_file
+    from plimsoll.training.checkpoint import TrainingPairsFile
 
     with dg.instance_for_test() as instance:
         @dg.asset
@@ -383,8 +384,9 @@ def test_finetuned_encoder_closes_dead_runs_and_fails_its_own_run_on_error(
                 project=ProjectFiles(directory=str(REPO_ROOT), evalset="evalsets/x.jsonl",
                                      redteam="evalsets/r.jsonl", guard_policy="g.yaml",
                                      prompts="prompts"),
-                training_pairs={"path": str(pairs), "digest": sha256_file(pairs),
-                                "data_manifest_digest": "d" * 64, "slices": {}})
+                training_pairs=TrainingPairsFile(path=str(pairs), digest=sha256_file(pairs),
+                                                 count=1, data_manifest_digest="d" * 64,
+                                                 slices={}))
 
     assert registry.client.get_run(dead).info.status == "FAILED"
     (own,) = [run for run in registry.client.search_runs([experiment])

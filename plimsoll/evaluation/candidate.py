@@ -1,14 +1,14 @@
-"""Evaluate a fine-tuned bundle against the base encoder and BM25; register the candidate."""
+"""Evaluate a fine-tuned bundle against the base encoder and BM25, and log the report."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from plimsoll.common.hashing import sha256_file, sha256_json
-from plimsoll.common.provenance import container_image_digest
 from plimsoll.common.settings import Settings
 from plimsoll.evaluation.eval_registry import EvalRegistry
 from plimsoll.evaluation.evalsets import load_evalset
+from plimsoll.evaluation.outcome import EvalOutcome
 from plimsoll.evaluation.redteam import (
     ATTACK_CATEGORIES,
     ThreatReport,
@@ -19,8 +19,7 @@ from plimsoll.evaluation.report import markdown, write_report
 from plimsoll.evaluation.scoring import evaluate_answerer, evaluate_bm25
 from plimsoll.guard.classifier import MODEL_PATH as CLASSIFIER_PATH
 from plimsoll.guard.classifier import classifier_digest
-from plimsoll.release.promotion import current_actor
-from plimsoll.release.registry import Bundle, ModelRegistry, lineage_tags
+from plimsoll.release.registry import ModelRegistry
 from plimsoll.retrieval.snapshot import IndexSnapshot
 from plimsoll.serving.answerer import Answerer
 from plimsoll.serving.bundles import answerer_from_model_dir, build_answerer
@@ -73,7 +72,7 @@ def run_candidate_eval(*, reports_dir: Path, evalset_path: Path,
                        abstain_template: Path, candidate: dict[str, str], base: dict[str, str],
                        registry: ModelRegistry, mlflow_run_id: str, eval_registry: EvalRegistry,
                        model_ref: str, commit_sha: str, guard_policy: Path | None = None,
-                       redteam_path: Path | None = None) -> dict[str, object]:
+                       redteam_path: Path | None = None) -> EvalOutcome:
     """Score candidate, base and BM25; write, log and record the report.
 
     The candidate's guarded query path also runs the red-team set: attacks that get
@@ -120,67 +119,18 @@ def run_candidate_eval(*, reports_dir: Path, evalset_path: Path,
                              eval_set_hash=evalset.content_hash, seed=seed, system=run.system,
                              metrics=run.metrics)
     eval_registry.close()
-    return {"systems": {r.system: r.metrics for r in runs}, "eval_set_hash":
-            evalset.content_hash, "seed": seed, "report_id": report_id,
-            "report_digest": sha256_file(paths["json"]),
-            "paths": {k: str(v) for k, v in paths.items()}, "markdown": markdown(runs, context),
-            "abstain_below": abstain_below, "answer_template": str(answer_template),
-            "abstain_template": str(abstain_template), "template_ref": templates[0].ref,
-            "guard_policy": str(guard_policy) if guard_policy else "",
-            "guard_policy_digest": sha256_file(guard_policy) if guard_policy else "default",
-            "guard_classifier": str(CLASSIFIER_PATH),
-            "guard_classifier_digest": classifier_digest(CLASSIFIER_PATH),
-            "redteam_hash": threats.redteam_hash if threats else ""}
+    return EvalOutcome(
+        systems={r.system: r.metrics for r in runs}, eval_set_hash=evalset.content_hash,
+        seed=seed, report_id=report_id, report_digest=sha256_file(paths["json"]),
+        paths={k: str(v) for k, v in paths.items()}, markdown=markdown(runs, context),
+        abstain_below=abstain_below, answer_template=str(answer_template),
+        abstain_template=str(abstain_template), template_ref=templates[0].ref,
+        guard_policy=str(guard_policy) if guard_policy else "",
+        guard_policy_digest=sha256_file(guard_policy) if guard_policy else "default",
+        guard_classifier=str(CLASSIFIER_PATH),
+        guard_classifier_digest=classifier_digest(CLASSIFIER_PATH),
+        redteam_hash=threats.redteam_hash if threats else "")
 
 
 def _metric_key(name: str) -> str:
     return name.replace("@", "_at_")
-
-
-def register_candidate(*, registry: ModelRegistry, model_name: str, finetuned: dict,
-                       index: dict, report: dict) -> tuple[str, dict[str, str]]:
-    """Register the evaluated bundle with write-once lineage; returns (version, tags)."""
-    scores = report["systems"]["finetuned"]
-    lineage = lineage_tags({
-        "git_commit": finetuned["git_commit"],
-        "data_manifest_digest": finetuned["data_manifest_digest"],
-        "slice_hashes": finetuned["slices"],
-        "index_slice_hashes": index["slices"],
-        "training_pairs_digest": finetuned["training_pairs_digest"],
-        "eval_set_hash": report["eval_set_hash"],
-        "index_snapshot_id": index["snapshot_id"],
-        "tokenizer_hash": finetuned["tokenizer_hash"],
-        "checkpoint_digest": finetuned["digest"],
-        "base_model": f"{Path(finetuned['base_path']).name}@{finetuned['base_digest']}",
-        "hyperparameters": finetuned["params"],
-        "seed": str(finetuned["params"]["seed"]),
-        "container_image_digest": finetuned.get("container_image_digest",
-                                                container_image_digest()),
-        "prompt_template": report["template_ref"],
-        "guard_policy_digest": report.get("guard_policy_digest", "default"),
-        "guard_classifier_digest": report.get("guard_classifier_digest", ""),
-        "redteam_hash": report.get("redteam_hash", ""),
-        "mlflow_run_id": finetuned["mlflow_run_id"],
-        "eval_scores": {k: round(v, 6) for k, v in scores.items()},
-        "trained_by": finetuned.get("trained_by", current_actor()),
-        "bundle_key": sha256_json([finetuned["digest"], index["snapshot_id"],
-                                   report["eval_set_hash"], report["template_ref"],
-                                   report["abstain_below"],
-                                   report.get("guard_policy_digest", "default"),
-                                   report.get("guard_classifier_digest", "")]),
-    })
-    bundle = Bundle(encoder_dir=Path(finetuned["path"]), snapshot_dir=Path(index["path"]),
-                    answer_template=Path(report["answer_template"]),
-                    abstain_template=Path(report["abstain_template"]),
-                    abstain_below=float(report["abstain_below"]),
-                    guard_policy=Path(report["guard_policy"]) if report.get("guard_policy")
-                    else None,
-                    guard_classifier=Path(report["guard_classifier"])
-                    if report.get("guard_classifier") else None)
-    from plimsoll.serving.pyfunc import pyfunc_model  # imports MLflow
-
-    version = registry.register(model_name, bundle, lineage, finetuned["mlflow_run_id"],
-                                pyfunc_model())
-    tags = dict(registry.version(model_name, version).tags)
-    return version, tags
-

@@ -24,6 +24,7 @@ from plimsoll.datasets.store import PublishedSlice
 from plimsoll.retrieval.chunking import Chunk, ChunkingParams, chunk_document
 from plimsoll.retrieval.embedding_cache import EmbeddingCache
 from plimsoll.retrieval.encoder import Encoder, EncoderDirectory
+from plimsoll.retrieval.reference import SnapshotRef
 
 SNAPSHOT_FORMAT = 1
 INDEX_PARAMS = {"type": "IndexFlatIP", "metric": "inner_product", "normalized": True}
@@ -61,26 +62,13 @@ class SnapshotResult:
     manifest: dict
     stats: BuildStats
 
-
-@dataclass(frozen=True)
-class SnapshotRef:
-    """What the next asset needs of a snapshot: where it is and what made it."""
-
-    snapshot_id: str
-    path: str
-    encoder_digest: str
-    tokenizer_hash: str
-    slices: dict[str, str]  # slice name -> content hash
-    encoder_path: str
-
-    @classmethod
-    def of(cls, result: SnapshotResult) -> SnapshotRef:
-        """The reference to a built (or reused) snapshot."""
-        inputs = result.manifest["inputs"]
-        return cls(snapshot_id=result.snapshot_id, path=str(result.path),
-                   encoder_digest=inputs["encoder_digest"],
-                   tokenizer_hash=inputs["tokenizer_hash"], slices=dict(inputs["slices"]),
-                   encoder_path=result.manifest["encoder_path"])
+    def ref(self) -> SnapshotRef:
+        """What the next asset needs of this snapshot."""
+        inputs = self.manifest["inputs"]
+        return SnapshotRef(snapshot_id=self.snapshot_id, path=str(self.path),
+                           encoder_digest=inputs["encoder_digest"],
+                           tokenizer_hash=inputs["tokenizer_hash"], slices=dict(inputs["slices"]),
+                           encoder_path=self.manifest["encoder_path"])
 
 
 def iter_chunks(slices: Sequence[PublishedSlice], params: ChunkingParams) -> Iterator[Chunk]:
