@@ -7,8 +7,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from plimsoll.cli.options import TRACKING_URI_HELP, add_debug, check_json_destination, write_json
-from plimsoll.common.boundary import debug_requested, doing, run_guarded
+from plimsoll.cli.options import (
+    TRACKING_URI_HELP,
+    check_json_destination,
+    standalone,
+    write_json,
+)
+from plimsoll.common.boundary import doing
 from plimsoll.common.errors import PlimsollError
 from plimsoll.common.settings import PROJECT_FILES, Settings
 
@@ -43,16 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None, prog: str = "plimsoll eval",
          label: str = "run_eval") -> int:
     """The command on its own (tools/run_eval.py): parse, evaluate, exit code."""
-    from plimsoll.release.registry import bound_mlflow_calls
-
-    bound_mlflow_calls()  # this process's MLflow HTTP limits (MLflow reads only the env)
-    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    add_debug(parser)
-    args = parser.parse_args(argv)
-    return run_guarded(label, lambda: run(args, Settings.from_env()),
-                       debug=debug_requested(argv))
+    return standalone(argv, prog=prog, label=label, description=DESCRIPTION,
+                      add_arguments=add_arguments, run=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

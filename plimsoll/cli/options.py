@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plimsoll.common.errors import PlimsollError
+
+if TYPE_CHECKING:
+    from plimsoll.common.settings import Settings
 
 TRACKING_URI_HELP = ("MLflow tracking URI (default: $MLFLOW_TRACKING_URI or the embedded store "
                      "under PLIMSOLL_HOME)")
@@ -32,3 +37,21 @@ def write_json(path: Path, result: dict) -> None:
     except OSError as exc:
         raise PlimsollError(f"cannot write the result ({exc.strerror or exc})", file=path,
                             field="--json", fix="write to a writable file") from None
+
+
+def standalone(argv: list[str] | None, *, prog: str, label: str, description: str,
+               add_arguments: Callable[[argparse.ArgumentParser], None],
+               run: Callable[[argparse.Namespace, Settings], int]) -> int:
+    """A subcommand run on its own (the tools/ shims): parse, run inside the error boundary."""
+    from plimsoll.common.boundary import debug_requested, run_guarded
+    from plimsoll.common.settings import Settings
+    from plimsoll.release.registry import bound_mlflow_calls
+
+    bound_mlflow_calls()  # this process's MLflow HTTP limits (MLflow reads only the env)
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    add_debug(parser)
+    args = parser.parse_args(argv)
+    return run_guarded(label, lambda: run(args, Settings.from_env()),
+                       debug=debug_requested(argv))
