@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from plimsoll.common.home import DEFAULT_HOME, HomeLayout, resolve_home
@@ -80,24 +80,11 @@ class Settings:
         """Named locations under the home folder."""
         return HomeLayout(self.home)
 
-    def path(self, relative: str | os.PathLike[str]) -> Path:
-        """A path given by a user or a config: absolute stays, relative is in the project."""
-        return _in(self.project_dir, relative)
-
-    def but(self, **changes: object) -> Settings:
-        """A copy with some settings changed (a CLI flag, a test)."""
-        return replace(self, **changes)
-
 
 def _in(root: Path, relative: str | os.PathLike[str]) -> Path:
     path = Path(relative).expanduser()
     return path if path.is_absolute() else root / path
 
 
-def settings(env: Mapping[str, str] | None = None, **overrides: str | None) -> Settings:
-    """The settings now: read when called, never at import time."""
-    return Settings.from_env(env, **overrides)
-
-
 __all__ = ["ABSTAIN_BELOW", "COST_PER_CPU_SECOND", "MODEL_NAME", "Settings", "project_dir",
-           "project_path", "resolve_home", "settings"]
+           "project_path"]
