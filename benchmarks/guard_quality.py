@@ -150,27 +150,11 @@ def _classifier_against_sklearn(texts: list[str]) -> tuple[float, float, float]:
 
     The difference is in P(attack) between the two, over these texts.
     """
-    import numpy as np
-    from sklearn.feature_extraction.text import HashingVectorizer
-
-    from plimsoll.guard.classifier import HASHING
+    sys.path.insert(0, str(REPO / "tools"))
+    from train_guard_classifier import sklearn_scorer
 
     model = load_classifier()
-    vectorisers = [(HashingVectorizer(analyzer=hasher.analyzer, n_features=hasher.n_features,
-                                      ngram_range=hasher.ngram_range, **HASHING), idf)
-                   for hasher, idf in model.blocks]
-
-    def sklearn_score(text: str) -> float:  # the classifier's score() before issue #13
-        total, offset = model.intercept, 0
-        for vectoriser, idf in vectorisers:
-            counts = vectoriser.transform([text])
-            if counts.nnz:
-                weights = (np.log(counts.data) + 1.0) * idf[counts.indices]
-                weights /= np.sqrt(np.dot(weights, weights))
-                total += float(np.dot(weights, model.coef[offset + counts.indices]))
-            offset += vectoriser.n_features
-        return float(1.0 / (1.0 + np.exp(-total)))
-
+    sklearn_score = sklearn_scorer(model)
     largest = max(abs(model.score(text) - sklearn_score(text)) for text in texts)
     return (_per_item_ms(model.score, texts), _per_item_ms(sklearn_score, texts), largest)
 

@@ -165,22 +165,9 @@ def _evalset_texts() -> list[str]:
 
 
 def test_scores_equal_scikit_learns_on_the_red_team_and_benign_sets(shipped):
-    from sklearn.feature_extraction.text import HashingVectorizer
+    from train_guard_classifier import sklearn_scorer
 
-    vectorisers = [(HashingVectorizer(analyzer=hasher.analyzer, n_features=hasher.n_features,
-                                      ngram_range=hasher.ngram_range, **HASHING), idf)
-                   for hasher, idf in shipped.blocks]
-
-    def with_scikit_learn(text: str) -> float:  # the classifier's score() as it was
-        total, offset = shipped.intercept, 0
-        for vectoriser, idf in vectorisers:
-            counts = vectoriser.transform([text])
-            if counts.nnz:
-                weights = (np.log(counts.data) + 1.0) * idf[counts.indices]
-                weights /= np.sqrt(np.dot(weights, weights))
-                total += float(np.dot(weights, shipped.coef[offset + counts.indices]))
-            offset += vectoriser.n_features
-        return float(1.0 / (1.0 + np.exp(-total)))
+    with_scikit_learn = sklearn_scorer(shipped)
 
     texts = _evalset_texts()
     assert len(texts) > 2000

@@ -63,6 +63,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def sklearn_scorer(model):  # -> Callable[[str], float]; model: a loaded InjectionClassifier
+    """The classifier's score through scikit-learn's own hashing: the reference it must equal.
+
+    The shipped scorer reproduces HashingVectorizer in numpy (plimsoll/guard/hashed_ngrams.py)
+    so that serving never imports scikit-learn; the tests and the guard benchmark compare the
+    two with this.
+    """
+    import numpy as np
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    from plimsoll.guard.classifier import HASHING
+
+    vectorisers = [(HashingVectorizer(analyzer=hasher.analyzer, n_features=hasher.n_features,
+                                      ngram_range=hasher.ngram_range, **HASHING), idf)
+                   for hasher, idf in model.blocks]
+
+    def score(text: str) -> float:
+        total, offset = model.intercept, 0
+        for vectoriser, idf in vectorisers:
+            counts = vectoriser.transform([text])
+            if counts.nnz:
+                weights = (np.log(counts.data) + 1.0) * idf[counts.indices]
+                weights /= np.sqrt(np.dot(weights, weights))
+                total += float(np.dot(weights, model.coef[offset + counts.indices]))
+            offset += vectoriser.n_features
+        return float(1.0 / (1.0 + np.exp(-total)))
+
+    return score
+
+
 def train_and_save(examples: list[tuple[str, int, str]], max_benign_flagged: float,
                    confirm: float, out: Path) -> dict:
     """Cross-validate for the threshold, fit on everything, save model and card."""

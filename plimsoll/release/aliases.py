@@ -312,10 +312,7 @@ class RestAliases:
                 self._call("GET", "registered-models/get", query={"name": model})
             except RestError as missing:
                 if missing.status == 404:
-                    raise AliasStoreError(f"no registered model '{model}' on "
-                                          f"{self.server}",
-                                          field="--model", fix="check the model name, and "
-                                          "that --tracking-uri is the MLflow server") from None
+                    raise self._no_model(model) from None
                 raise
             return None
         version = found.get("model_version", {}).get("version")
@@ -334,10 +331,13 @@ class RestAliases:
             self._call("DELETE", "registered-models/alias", {"name": model, "alias": alias})
         except RestError as exc:
             if exc.status == 404:
-                raise AliasStoreError(f"no registered model '{model}' on {self.server}",
-                                      field="--model", fix="check the model name, and that "
-                                      "--tracking-uri is the MLflow server") from None
+                raise self._no_model(model) from None
             raise
+
+    def _no_model(self, model: str) -> AliasStoreError:
+        return AliasStoreError(f"no registered model '{model}' on {self.server}",
+                               field="--model", fix="check the model name, and that "
+                               "--tracking-uri is the MLflow server")
 
     def version_tags(self, model: str, version: str) -> dict[str, str]:
         """Tags of a model version."""
