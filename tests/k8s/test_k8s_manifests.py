@@ -149,3 +149,19 @@ def test_the_image_recipe_pins_its_versions():
     pins = [line.split()[0] for line in lock if line[:1].isalnum()]
     assert all("==" in pin for pin in pins)
     assert any(pin.startswith("dagster-k8s==") for pin in pins)
+
+
+def test_the_image_points_the_settings_at_the_project_files_it_copies():
+    """An installed wheel finds the project only where PLIMSOLL_PROJECT_DIR says (settings)."""
+    import re
+
+    from plimsoll.common.settings import PROJECT_FILES
+
+    recipe = (k8s_check().K8S / "image" / "Dockerfile").read_text()
+    runtime = recipe[recipe.index("AS runtime"):]
+    project = re.search(r"PLIMSOLL_PROJECT_DIR=(\S+)", runtime)
+    assert project, "the runtime image must set PLIMSOLL_PROJECT_DIR"
+    folders = {default.split("/")[0] for _, default in PROJECT_FILES.values()}
+    for folder in folders:
+        assert re.search(rf"COPY .*\b{folder} {re.escape(project.group(1))}/{folder}\b",
+                         runtime), f"the image does not copy {folder}/ to the project folder"
