@@ -176,3 +176,17 @@ def test_the_exit_code_reaches_the_shell(files):
                              "--model", "m", "--limit", "-1"], cwd=files, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2 and "--limit" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("command", ["eval", "redteam"])
+def test_plimsoll_home_flag_chooses_the_store_the_model_is_read_from(files, command,
+                                                                     monkeypatch, capsys):
+    """`plimsoll --home X eval` reads X's MLflow store, not the environment's home."""
+    from plimsoll.cli.main import main
+
+    other = files / "other-home"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("PLIMSOLL_HOME", str(files / "env-home"))
+    code = main(["--home", str(other), command, "--model", "models:/m@champion"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(other) in err and str(files / "env-home") not in err, err

@@ -124,6 +124,7 @@ def test_the_guard_classifier_travels_with_the_version(registry, bundle, tmp_pat
     import json
     import shutil
 
+    from plimsoll.common.settings import Settings
     from plimsoll.evaluation.candidate import open_model_to_evaluate
     from plimsoll.guard.classifier import CARD_PATH, MODEL_PATH, load_classifier
 
@@ -138,7 +139,7 @@ def test_the_guard_classifier_travels_with_the_version(registry, bundle, tmp_pat
     model = mlflow.pyfunc.load_model(f"models:/{NAME}/{version}")
     assert model.unwrap_python_model().answerer.guard.classifier.threshold == 0.987
     answerer, _ = open_model_to_evaluate(f"models:/{NAME}/{version}", tmp_path / "download",
-                                         registry.tracking_uri)
+                                         Settings.from_env(tracking_uri=registry.tracking_uri))
     assert answerer.guard.classifier.threshold == 0.987
     assert registry.verify(NAME, version).ok  # its files are in the artifacts digest
 

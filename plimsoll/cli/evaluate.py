@@ -99,7 +99,7 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> dict:
         evalset = whole.limited(args.limit or None)
     with tempfile.TemporaryDirectory() as tmp:
         with doing(f"opening the model {args.model}"):
-            answerer, label = open_model_to_evaluate(args.model, Path(tmp), args.tracking_uri)
+            answerer, label = open_model_to_evaluate(args.model, Path(tmp), settings)
         evalset.check_doc_ids(answerer.snapshot.chunks["doc_id"])
         with doing(f"evaluating {label} on {evalset_path}"):
             run = evaluate_answerer("candidate", answerer, evalset,

@@ -53,5 +53,6 @@ def standalone(argv: list[str] | None, *, prog: str, label: str, description: st
     add_arguments(parser)
     add_debug(parser)
     args = parser.parse_args(argv)
-    return run_guarded(label, lambda: run(args, Settings.from_env()),
+    return run_guarded(label, lambda: run(args, Settings.from_env(
+        home=getattr(args, "home", None), tracking_uri=getattr(args, "tracking_uri", None))),
                        debug=debug_requested(argv))

@@ -103,7 +103,7 @@ def _run(args: argparse.Namespace, settings: Settings):
             guard_policy = load_guard_policy(args.guard_policy)
     with tempfile.TemporaryDirectory() as tmp:
         with doing(f"opening the model {args.model}"):
-            answerer, label = open_model_to_evaluate(args.model, Path(tmp), args.tracking_uri)
+            answerer, label = open_model_to_evaluate(args.model, Path(tmp), settings)
         if guard_policy is not None:
             answerer.guard = Guard(guard_policy, system_prompt=answerer.guard.system_prompt_text)
         with doing(f"running the red-team set on {label}"):

@@ -27,11 +27,12 @@ from plimsoll.serving.prompts import load_template
 
 
 def open_model_to_evaluate(reference: str, destination: Path,
-                           tracking_uri: str | None = None) -> tuple[Answerer, str]:
+                           settings: Settings | None = None) -> tuple[Answerer, str]:
     """The guarded answerer of a model reference, and a label for reports.
 
     `models:/NAME/N|latest` and `models:/NAME@ALIAS` are downloaded to `destination` from
-    the store (--tracking-uri, else $MLFLOW_TRACKING_URI, else PLIMSOLL_HOME's); anything else
+    the settings' store (--tracking-uri, else $MLFLOW_TRACKING_URI, else the home's, --home
+    or PLIMSOLL_HOME; default: the environment's settings); anything else
     is a model directory. The store is checked first: a SQLite store that does not exist,
     or a server that refuses or does not answer within MLFLOW_HTTP_REQUEST_TIMEOUT, is
     reported as the store at fault, not as a model missing from it, and a typo in a SQLite
@@ -39,7 +40,7 @@ def open_model_to_evaluate(reference: str, destination: Path,
     """
     if not reference.startswith("models:/"):
         return answerer_from_model_dir(Path(reference)), reference
-    settings = Settings.from_env(tracking_uri=tracking_uri)
+    settings = settings or Settings.from_env()
     registry = _checked_registry(settings.tracking_uri, settings.tracking_uri_source)
     model_dir, version = registry.download(reference, Path(destination))
     return answerer_from_model_dir(model_dir), f"{reference} (version {version})"
