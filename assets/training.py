@@ -69,22 +69,6 @@ def slices_failing_checks(instance: dg.DagsterInstance, names: list[str]) -> lis
     return failing
 
 
-def read_training_pairs(training_pairs: TrainingPairsFile) -> list:  # -> list[finetune.Pair]
-    """The pairs file named by the training_pairs value, checked against its digest."""
-    from plimsoll.common.errors import PlimsollError
-    from plimsoll.common.files import read_jsonl
-    from plimsoll.common.hashing import sha256_file
-    from plimsoll.training.finetune import Pair
-
-    path = Path(training_pairs.path)
-    if not path.is_file() or sha256_file(path) != training_pairs.digest:
-        raise PlimsollError("the training pairs file is missing or differs from its digest "
-                            f"{training_pairs.digest[:12]}", file=path,
-                            fix="re-materialize training_pairs (it writes the file again)")
-    return [Pair(query=row["query"], passage=row["passage"])
-            for _, row in read_jsonl(path, error=PlimsollError)]
-
-
 def dagster_run_finished(instance: dg.DagsterInstance, run_id: str) -> bool | None:
     """Whether a Dagster run has ended; None when this instance does not know it."""
     record = instance.get_run_by_id(run_id)
@@ -124,14 +108,10 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
                        home: PlimsollHome, slice_storage: SliceStorage,
                        manifests: DataManifests) -> dg.Output[TrainingPairsFile]:
         """(query, passage) pairs derived from slices that passed their checks."""
-        import json
-        import os
-        import tempfile
-
         from plimsoll.common.errors import PlimsollError
-        from plimsoll.common.hashing import sha256_file, sha256_json
+        from plimsoll.common.hashing import sha256_json
         from plimsoll.datasets.manifests import load_manifest, manifest_digest
-        from plimsoll.training.pairs import derive_pairs
+        from plimsoll.training.pairs import derive_pairs, write_pairs
 
         unknown = sorted(set(config.training_slices) - set(slice_names))
         if unknown:
@@ -147,19 +127,7 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
         store = slice_storage.store()
         published = [store.published(name) for name in config.training_slices]
         pairs = derive_pairs(published)
-        folder = home.layout.training_pairs
-        folder.mkdir(parents=True, exist_ok=True)
-        # A name of its own: two runs writing one shared staging name would mix their pairs.
-        handle, staging = tempfile.mkstemp(dir=folder, suffix=".jsonl.tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
-                stream.writelines(json.dumps({"query": p.query, "passage": p.passage}) + "\n"
-                                  for p in pairs)
-            digest = sha256_file(Path(staging))
-            path = folder / f"{digest}.jsonl"
-            os.replace(staging, path)
-        finally:
-            Path(staging).unlink(missing_ok=True)
+        path, digest = write_pairs(pairs, home.layout.training_pairs)
         slices = {s.name: s.content_hash for s in published}
         data_manifest = {name: {"content_hash": slices[name], "manifest_digest": manifest_digest(
             load_manifest(manifests.manifest_path(name)))} for name in sorted(slices)}
@@ -190,8 +158,9 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
             resolve_precision,
             training_fingerprint,
         )
+        from plimsoll.training.pairs import read_pairs
 
-        pairs = read_training_pairs(training_pairs)
+        pairs = read_pairs(training_pairs)
         params = TrainingParams(**config.model_dump())
         device = pick_device()
         precision = resolve_precision(params.precision, device)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import tempfile
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
+from plimsoll.common.errors import PlimsollError
+from plimsoll.common.files import read_jsonl
+from plimsoll.common.hashing import sha256_file
 from plimsoll.datasets.store import PublishedSlice
+from plimsoll.training.checkpoint import TrainingPairsFile
 from plimsoll.training.finetune import Pair
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -58,3 +66,31 @@ def derive_pairs(slices: Sequence[PublishedSlice], exclude_doc_ids: Iterable[str
             if pair is not None:
                 pairs.append(pair)
     return pairs
+
+
+def write_pairs(pairs: Sequence[Pair], folder: Path) -> tuple[Path, str]:
+    """Write pairs as a content-addressed JSONL file, atomically; returns (path, digest)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    # A name of its own: two runs writing one shared staging name would mix their pairs.
+    handle, staging = tempfile.mkstemp(dir=folder, suffix=".jsonl.tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.writelines(json.dumps({"query": p.query, "passage": p.passage}) + "\n"
+                              for p in pairs)
+        digest = sha256_file(Path(staging))
+        path = folder / f"{digest}.jsonl"
+        os.replace(staging, path)
+    finally:
+        Path(staging).unlink(missing_ok=True)
+    return path, digest
+
+
+def read_pairs(pairs_file: TrainingPairsFile) -> list[Pair]:
+    """The pairs of a training pairs file, checked against its digest."""
+    path = Path(pairs_file.path)
+    if not path.is_file() or sha256_file(path) != pairs_file.digest:
+        raise PlimsollError("the training pairs file is missing or differs from its digest "
+                            f"{pairs_file.digest[:12]}", file=path,
+                            fix="re-materialize training_pairs (it writes the file again)")
+    return [Pair(query=row["query"], passage=row["passage"])
+            for _, row in read_jsonl(path, error=PlimsollError)]
