@@ -183,6 +183,24 @@ def test_a_store_failure_reading_an_alias_is_not_read_as_no_alias(registry, monk
     assert registry.tracking_uri in caught.value.fix
 
 
+def test_an_alias_set_by_another_writer_between_two_reads_is_returned(registry, bundle,
+                                                                      monkeypatch):
+    """Two sensor ticks at once: the first read says "not found", the alias list has it."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    version = _register(registry, bundle)
+    real_set = registry.client.set_registered_model_alias
+
+    def set_meanwhile(*_args, **_kwargs):
+        real_set(NAME, "champion", version)  # the other tick moves the alias now
+        raise MlflowException("Registered model alias champion not found.",
+                              error_code=INVALID_PARAMETER_VALUE)
+
+    monkeypatch.setattr(registry.client, "get_model_version_by_alias", set_meanwhile)
+    assert registry.alias_version(NAME, "champion") == version
+
+
 def test_aliases_and_downloads_through_the_registry(registry, bundle, tmp_path):
     first, second = _register(registry, bundle), _register(registry, bundle)
     assert registry.alias_version("never-registered", "champion") is None

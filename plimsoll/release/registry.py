@@ -340,13 +340,12 @@ class ModelRegistry:
         except store_failures() as exc:
             if error_code(exc) not in (MISSING, INVALID):
                 raise self.failure(exc) from None
-            missing = exc
         # MLflow says INVALID_PARAMETER_VALUE for a missing alias and for a malformed request
-        # alike: the model's own alias list tells which.
+        # alike: the model's own alias list tells which. An alias in the list now was set
+        # by another writer since the first read (two sensor ticks at once): it is the answer.
         model = self._registered_model(model_name)
-        if model is not None and alias in (model.aliases or {}):
-            raise self.failure(missing) from None
-        return None
+        aliases = (model.aliases or {}) if model is not None else {}
+        return str(aliases[alias]) if alias in aliases else None
 
     def set_alias(self, model_name: str, alias: str, version: str) -> None:
         """Point an alias at a version; a missing or deleted version changes nothing."""
