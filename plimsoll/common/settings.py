@@ -53,6 +53,9 @@ class Settings:
     abstain_below: float = ABSTAIN_BELOW
     cost_per_cpu_second: float = COST_PER_CPU_SECOND
     encoder_path: str = ""
+    # Plimsoll's own SQL store (promotion ledger, lineage records, flags, shadow pairs):
+    # $PLIMSOLL_LEDGER_URL, else the home's SQLite file.
+    ledger_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, home: str | None = None,
@@ -73,7 +76,9 @@ class Settings:
             uri, source = HomeLayout(resolved_home).mlflow_tracking_uri, "PLIMSOLL_HOME"
         return cls(project_dir=root, home=resolved_home, tracking_uri=uri,
                    tracking_uri_source=source,
-                   encoder_path=env.get("PLIMSOLL_ENCODER_PATH", ""), **files)
+                   encoder_path=env.get("PLIMSOLL_ENCODER_PATH", ""),
+                   ledger_url=env.get("PLIMSOLL_LEDGER_URL")
+                   or HomeLayout(resolved_home).ledger_url, **files)
 
     @property
     def layout(self) -> HomeLayout:
