@@ -1,8 +1,13 @@
 """dataset_slice: one partition per manifest in data_manifests/, checked and stored by DVC."""
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
-from platform_defs.resources import DataManifests, SliceStorage
+from platform_defs.resources import DataManifests, PromotionSettings, SliceStorage
+
+if TYPE_CHECKING:
+    from plimsoll.datasets.validation import CheckOutcome
 
 GROUP = "datasets"
 
@@ -27,8 +32,10 @@ def build_dataset_slice(slice_names: list[str]) -> dg.AssetsDefinition:
         code_version="1",
     )
     def dataset_slice(context: dg.AssetExecutionContext, manifests: DataManifests,
-                      slice_storage: SliceStorage) -> dg.MaterializeResult:
+                      slice_storage: SliceStorage,
+                      promotion: PromotionSettings) -> dg.MaterializeResult:
         """A versioned, validated slice of training and retrieval data, pinned by content hash."""
+        from plimsoll.datasets.check_history import failure_summary
         from plimsoll.datasets.manifests import load_manifest, manifest_digest
         from plimsoll.datasets.slices import build_slice
         from plimsoll.datasets.validation import validate_slice
@@ -37,6 +44,8 @@ def build_dataset_slice(slice_names: list[str]) -> dg.AssetsDefinition:
         table = build_slice(manifest)
         outcomes = validate_slice(table.frame, manifest)
         passed = all(outcome.passed for outcome in outcomes)
+        recorded = _record_check_run(context, promotion, manifest.name, table.content_hash,
+                                     outcomes)
         metadata: dict[str, object] = {
             "content_hash": table.content_hash,
             "row_count": dg.MetadataValue.int(table.row_count),
@@ -47,6 +56,7 @@ def build_dataset_slice(slice_names: list[str]) -> dg.AssetsDefinition:
             "schema_version": manifest.schema_version,
             "source": manifest.source.kind,
             "published": passed,
+            "checks_recorded": recorded,
             "preview": dg.MetadataValue.md(
                 table.frame.head(5)[["id", "title"]].to_markdown(index=False)),
         }
@@ -57,9 +67,9 @@ def build_dataset_slice(slice_names: list[str]) -> dg.AssetsDefinition:
             context.log.info(f"published {manifest.name} ({table.row_count} rows, "
                              f"{table.content_hash[:12]}) to {slice_storage.remote_url}")
         else:
-            failures = "; ".join(o.message for o in outcomes if not o.passed)
             context.log.error(f"slice {manifest.name} failed its checks and was not published "
-                              f"(the last published version stays current): {failures}")
+                              "(the last published version stays current): "
+                              f"{failure_summary(outcomes)}")
         return dg.MaterializeResult(
             data_version=dg.DataVersion(table.content_hash),
             metadata=metadata,
@@ -82,3 +92,25 @@ def build_dataset_slice(slice_names: list[str]) -> dg.AssetsDefinition:
         )
 
     return dataset_slice
+
+
+def _record_check_run(context: dg.AssetExecutionContext, promotion: PromotionSettings,
+                      slice_name: str, content_hash: str, outcomes: "list[CheckOutcome]") -> bool:
+    """Append this run's outcome to the slice check history the gateway reads.
+
+    A store that cannot take it is a warning, not a lost slice: the checks still reach
+    Dagster, and a passing slice is still published.
+    """
+    from plimsoll.common.sql import StoreError
+
+    try:
+        history = promotion.check_history()
+        try:
+            history.record(slice_name, content_hash, outcomes)
+        finally:
+            history.close()
+    except StoreError as exc:
+        context.log.warning(f"the checks of slice {slice_name} were not recorded in the slice "
+                            f"check history, so the gateway cannot see them: {exc}")
+        return False
+    return True

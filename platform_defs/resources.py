@@ -118,11 +118,18 @@ class EvalRegistryStore(dg.ConfigurableResource):
 
 
 class PromotionSettings(dg.ConfigurableResource):
-    """Where the promotion policy and the promotion ledger live."""
+    """Where the promotion policy and the promotion ledger (Plimsoll's own SQL store) live."""
 
     policy_path: str = Field(description="policies/slos.yaml of this deployment.")
     ledger_url: str = Field(description="SQLAlchemy URL of the promotion ledger (SQLite "
-                            "locally, PostgreSQL in prod).")
+                            "locally, PostgreSQL in prod); its database also keeps the slice "
+                            "check history the gateway reads.")
+
+    def check_history(self):  # -> plimsoll.datasets.check_history.SliceCheckHistory
+        """The slice check history in the ledger's database (created on first use)."""
+        from plimsoll.datasets.check_history import SliceCheckHistory
+
+        return SliceCheckHistory(self.ledger_url)
 
     def promoter(self, mlflow: "MlflowStore"):  # -> plimsoll.release.promotion.Promoter
         """The promotion workflow for the configured model."""
