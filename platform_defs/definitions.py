@@ -10,6 +10,7 @@ from assets.datasets import build_dataset_slice
 from assets.evaluation import build_eval_report, nightly_eval
 from assets.release import build_candidate_model
 from assets.retrieval import build_candidate_index, build_embeddings_index
+from assets.serving import shadow_comparison
 from assets.training import build_training_assets
 from platform_defs.k8s import gpu_step_op_tags
 from platform_defs.profiles import active_profile, resources_for
@@ -35,7 +36,8 @@ def defs() -> dg.Definitions:
                                      if profile == "prod" else None)
     candidate = [build_candidate_index(names), build_eval_report(), build_candidate_model()]
     return dg.Definitions(
-        assets=[dataset_slice, embeddings_index, *training, *candidate, nightly_eval],
+        assets=[dataset_slice, embeddings_index, *training, *candidate, nightly_eval,
+                shadow_comparison],
         jobs=[
             dg.define_asset_job("dataset_slices_job", selection=[dataset_slice.key],
                                 description="Load, check and publish one dataset slice."),

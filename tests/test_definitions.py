@@ -21,7 +21,8 @@ def test_definitions_snapshot(monkeypatch):
     graph = definitions.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
         "dataset_slice", "embeddings_index", "training_pairs", "finetuned_encoder",
-        "candidate_index", "eval_report", "candidate_model", "nightly_eval"}
+        "candidate_index", "eval_report", "candidate_model", "nightly_eval",
+        "shadow_comparison"}
     slice_checks = {key.name for key in graph.asset_check_keys
                     if key.asset_key.to_user_string() == "dataset_slice"}
     assert slice_checks == {"schema_and_types", "text_not_null", "ids_unique",
@@ -46,7 +47,8 @@ def test_definitions_snapshot(monkeypatch):
                       "retrieval": {"embeddings_index", "candidate_index"},
                       "training": {"training_pairs", "finetuned_encoder"},
                       "evaluation": {"eval_report", "nightly_eval"},
-                      "release": {"candidate_model"}}
+                      "release": {"candidate_model"},
+                      "serving": {"shadow_comparison"}}
 
 
 def test_each_asset_group_is_a_core_package_and_an_assets_module():
