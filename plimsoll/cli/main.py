@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from plimsoll.cli import evaluate, promptlint, redteam
+from plimsoll.cli import evaluate, flags, promptlint, redteam, serve
 from plimsoll.cli.options import TRACKING_URI_HELP, add_debug
 from plimsoll.common.boundary import debug_requested, doing, run_guarded
 from plimsoll.common.errors import PlimsollError
@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     # The CI checks; tools/run_eval.py, tools/threat_checks.py and tools/promptlint.py run
     # these same commands.
     for name, command in (("eval", evaluate), ("redteam", redteam),
-                          ("promptlint", promptlint)):
+                          ("promptlint", promptlint), ("serve", serve), ("flags", flags)):
         sub = commands.add_parser(name, help=command.HELP, description=command.DESCRIPTION,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         command.add_arguments(sub)
@@ -181,6 +181,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return redteam.run(args, settings)
         if args.command == "promptlint":
             return promptlint.run(args)
+        if args.command == "serve":
+            return serve.run(args, settings)
+        if args.command == "flags":
+            return flags.run(args, settings)
         if args.command == "evalset":
             return evalset_generation.run(args, settings)
         return _query(args, layout)

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,9 @@ class SnapshotBuilder:
                 "chunk_count": stats.chunks,
                 "unique_chunk_count": stats.unique_chunks,
                 "files": {name: sha256_file(staging / name) for name in SNAPSHOT_FILES},
+                # When the slices were taken: the gateway judges staleness by it. Not an
+                # input: the same inputs built later are the same snapshot.
+                "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
             }
             (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
             try:

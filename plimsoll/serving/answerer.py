@@ -101,24 +101,42 @@ class Answerer:
         # text the encoder cannot encode.
         self._admission = guard or Guard(GuardPolicy(), classifier=None)
 
+    def in_mode(self, mode: str) -> Answerer:
+        """The same bundle (encoder, snapshot, guard, templates) answering in another mode."""
+        if mode == self.mode:
+            return self
+        extra = {k: v for k, v in self.metadata.items()
+                 if k not in ("index_snapshot_id", "prompt_template", "answer_mode")}
+        return Answerer(self.encoder, self.snapshot, self.answer_template,
+                        self.abstain_template, self.abstain_below, self.k, metadata=extra,
+                        guard=self.guard, refuse_template=self.refuse_template,
+                        facts_template=self.facts_template, mode=mode)
+
     def retrieve(self, question: str) -> tuple[Hit, ...]:
         """The k nearest passages of the snapshot."""
         return tuple(query_snapshot(self.snapshot, self.encoder, question, k=self.k))
 
-    def answer(self, question: object) -> Answer:
+    def answer(self, question: object, *, strict: bool = False) -> Answer:
         """Answer one question through the whole guarded query path.
 
         A question that is not a string or is over the guard policy's max_input_chars is
         refused before anything reads it; invalid Unicode in it is read as U+FFFD.
+        `strict` is the strict safety lever: soft findings refuse the question or withhold
+        the answer too, instead of being redacted.
         """
         admitted, screened = self._admission.admit(question, "input")
         if admitted is None:
             return self._refusal(GuardReport("refused-input", input=screened))
         if self.guard:
             screened += self.guard.screen_input(admitted)
-        if screened.blocked:
+        if screened.blocked or (strict and screened.flagged):
             return self._refusal(GuardReport("refused-input", input=screened))
-        return self.respond(admitted, self.retrieve(admitted), screened)
+        answer = self.respond(admitted, self.retrieve(admitted), screened)
+        if strict and answer.guard.action == "redacted-output":
+            report = answer.guard
+            return self._refusal(GuardReport("withheld-output", report.input, report.passages,
+                                             report.output), answer.hits)
+        return answer
 
     def respond(self, question: str, hits: Sequence[Hit],
                 screened: Verdict | None = None) -> Answer:
