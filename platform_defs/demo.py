@@ -90,6 +90,11 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print("\nOpen the Dagster UI:  make ui          (http://127.0.0.1:3000)")
     if args.candidate:
         print("Open the MLflow UI:   make mlflow-ui   (http://127.0.0.1:5000)")
+        print("Start the gateway:    .venv/bin/plimsoll serve   (http://127.0.0.1:8080/v1/answer)")
+        print("  it answers from the version `champion` names and follows the alias as it "
+              "moves;\n  until a version is approved it gives the static suggestions "
+              "(/readyz says why),\n  and --model models:/plimsoll-docs-assistant/<N> serves "
+              "a version now")
     return 1 if failed or not index_result.success or not candidate_ok else 0
 
 

@@ -133,11 +133,12 @@ class ThreadServer:
 
 
 def start_cli_server(home: ServingHome, *args: str, log: Path,
-                     env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+                     env: dict[str, str] | None = None,
+                     port: int | None = None) -> tuple[subprocess.Popen, str]:
     """`plimsoll serve` as on-call runs it: its own process, the home's stores."""
-    port = free_port()
-    environment = {**os.environ, "PLIMSOLL_HOME": str(home.root), **(env or {})}
-    environment.pop("MLFLOW_TRACKING_URI", None)
+    port = port or free_port()
+    environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    environment.update({"PLIMSOLL_HOME": str(home.root), **(env or {})})
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "plimsoll"), "serve", "--port", str(port), *args],
         cwd=REPO_ROOT, env=environment, stdout=log.open("w"), stderr=subprocess.STDOUT)

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default: %(default)s; 0.0.0.0 in a pod)")
     parser.add_argument("--port", type=_port, default=8080, help="default: %(default)s")
-    parser.add_argument("--watch-interval", type=_interval, default=2.0, metavar="SECONDS",
+    parser.add_argument("--watch-interval", type=_interval, default=1.0, metavar="SECONDS",
                         help="how often the alias and flags are read (default: %(default)s)")
     parser.add_argument("--fallbacks", type=Path, default=None,
                         help="fallback policy (default: the project's policies/fallbacks.yaml)")

@@ -124,7 +124,9 @@ def create_app(gateway: Gateway, *, max_input_chars: int, webhook_secret: str | 
         if isinstance(body, JSONResponse):
             return body
         why = verify(webhook_secret, {k.lower(): v for k, v in request.headers.items()}, body)
+        gateway.counters["webhooks_refused" if why else "webhooks_accepted"] += 1
         if why:
+            log.warning("refused an MLflow webhook delivery: %s", why)
             return refusal(401, f"webhook refused: {why}", field="X-MLflow-Signature",
                            fix="register the webhook with this gateway's secret")
         try:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from plimsoll.common.errors import PlimsollError
 from plimsoll.common.hashing import sha256_text
+from plimsoll.release.promotion import CHAMPION, PREVIOUS
 from plimsoll.serving.answerer import Answer, best_sentence
 from plimsoll.serving.bundle_cache import BundleCache, LoadedBundle, open_model_dir
 from plimsoll.serving.fallbacks import (
@@ -39,6 +40,7 @@ from plimsoll.serving.fallbacks import (
 
 log = logging.getLogger("plimsoll.serving")
 RETRY_FAILED_S = 30.0  # a version that failed to load is tried again after this
+FLAG_LOAD_CHECK_S = 0.5  # how soon a version a flag names starts loading
 SHADOW_QUEUE = 64  # shadow requests waiting beyond this are dropped, never the user's
 
 
@@ -126,7 +128,7 @@ class Gateway:
 
     def __init__(self, reference: ModelReference, *, tracking_uri: str,
                  fallbacks: FallbackPolicy, cache_root: Path, manifests: Path | None = None,
-                 flags=None, shadow_store=None, check_history=None, watch_s: float = 2.0,
+                 flags=None, shadow_store=None, check_history=None, watch_s: float = 1.0,
                  answer_workers: int = 4) -> None:
         self.reference = reference
         self.tracking_uri = tracking_uri
@@ -160,7 +162,8 @@ class Gateway:
         self._shadow_queue: queue.Queue = queue.Queue(SHADOW_QUEUE)
         self._shadow_thread: threading.Thread | None = None
         self.counters = {"answers": 0, "fallbacks": 0, "shadow_recorded": 0,
-                         "shadow_dropped": 0, "shadow_failed": 0, "swaps": 0}
+                         "shadow_dropped": 0, "shadow_failed": 0, "swaps": 0,
+                         "webhooks_accepted": 0, "webhooks_refused": 0}
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -204,19 +207,27 @@ class Gateway:
 
     # -- watching --------------------------------------------------------------------------
     def _watch(self) -> None:
+        next_tick = 0.0
         while not self._stop.is_set():
             try:
-                self.tick()
+                if self._wake.is_set() or time.monotonic() >= next_tick:
+                    self._wake.clear()
+                    self.tick()
+                    next_tick = time.monotonic() + self.watch_s
+                else:
+                    # Between registry reads, a flag that names a version (the router
+                    # polls its store) starts that version loading without waiting.
+                    for version in self._flagged_versions():
+                        self._ensure_loading(version)
             except Exception as exc:  # the watcher must outlive any one bad tick
                 log.exception("gateway watch tick failed")
                 self._unavailable = self._unavailable or f"watch failed: {exc}"
-            self._wake.wait(self.watch_s)
-            self._wake.clear()
+            self._wake.wait(min(self.watch_s, FLAG_LOAD_CHECK_S))
 
     def tick(self) -> None:
         """One look at the registry and the flags: load what is wanted, swap, re-judge data."""
         target = self._resolve_target()
-        wanted = [v for v in (target, *self._flagged_versions()) if v]
+        wanted = [v for v in (target, self._standby(), *self._flagged_versions()) if v]
         for version in dict.fromkeys(wanted):
             self._ensure_loading(version)
         if target is not None and target in self._bundles:
@@ -248,6 +259,15 @@ class Gateway:
                                  f"'{ref.alias}' yet: promote one (make demo), or serve a "
                                  "version with --model models:/NAME/N")
         return target
+
+    def _standby(self) -> str | None:
+        """The version a rollback of `champion` goes to, kept warm even after a restart."""
+        if self.reference.alias != CHAMPION or self._alias_error:
+            return self._previous
+        try:
+            return self._aliases().get(self.reference.model_name, PREVIOUS) or self._previous
+        except PlimsollError:
+            return self._previous
 
     def _aliases(self):
         if self._backend is None:
