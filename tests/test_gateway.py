@@ -155,6 +155,8 @@ def test_promote_then_roll_back_under_load_every_response_200_and_one_version(ga
     (b'{"question": "hi", "user": ["a"]}', 422, "user", "string"),
     (json.dumps({"question": "x" * 4001}).encode(), 422, "question", "over the limit"),
     (b'{"question": "' + b"x" * 20000 + b'"}', 413, None, "over the limit"),
+    (b"[" * 8000 + b"]" * 8000, 400, None, "too deeply"),
+    (b'{"question": "\xff\xfe"}', 400, None, "not JSON"),
 ])
 def test_bad_requests_name_the_field_and_the_fix(gateway, raw, status, field, words):
     got, body, _ = call(gateway, "/v1/answer", raw=raw)

@@ -264,3 +264,21 @@ def test_an_unwritable_bundle_cache_is_a_load_failure_not_a_crash(home, tmp_path
         assert ask(server.base)["fallback"] == "static_suggestions"
         status, ready, _ = call(server.base, "/readyz")
         assert status == 503 and "did not load" in ready["reason"]
+
+
+def test_a_downloaded_model_directory_is_served_as_it_is(home, tmp_path):
+    fetched, _ = gateway_for(tmp_path / "fetch-home",
+                             env={"MLFLOW_TRACKING_URI": home.tracking_uri})
+    fetched.start()
+    try:
+        assert fetched.wait_until_ready(90)
+    finally:
+        fetched.stop()
+    folder = fetched.cache.folder(home.versions[0])
+    gateway, app = gateway_for(tmp_path / "other-home", "--model", str(folder))
+    with ThreadServer(app) as server:
+        assert gateway.wait_until_ready(90)
+        body = ask(server.base, "How do I roll back the model?")
+        assert body["provenance"]["model_version"] == home.versions[0]
+        assert body["provenance"]["model_name"] == MODEL
+        assert body["provenance"]["alias"] is None and body["fallback"] is None

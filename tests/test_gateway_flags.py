@@ -171,3 +171,14 @@ def test_flag_changes_from_the_cli_are_audited_and_reach_the_gateway(server, hom
     assert drill[0]["value"] == {"version": second} and drill[1]["value"] is None
     assert drill[1]["previous"] == {"version": second}
     assert all(r["at"] for r in drill)
+
+
+def test_a_pin_to_a_version_that_does_not_exist_keeps_the_champion_and_says_why(server, home,
+                                                                               flags):
+    flags.set("pin", {"version": "99"}, actor="oncall", reason="a typo")
+    body = eventually(lambda: (b := ask(server.base))["provenance"]["route"].startswith(
+        "alias (pin version 99 failed") and b)
+    assert body, ask(server.base)["provenance"]
+    assert body["provenance"]["model_version"] == home.versions[0]
+    assert body["fallback"] is None
+    assert "99" in server.gateway.status()["failed"]

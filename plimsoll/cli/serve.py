@@ -56,6 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Plimsoll's SQL store: flags, shadow pairs, slice checks "
                         "(default: $PLIMSOLL_LEDGER_URL, else the home's ledger)")
     parser.add_argument("--tracking-uri", default=None, help=TRACKING_URI_HELP)
+    parser.add_argument("--torch-threads", type=_threads, default=1, metavar="N",
+                        help="torch threads per answer (default: %(default)s). Answers run "
+                        "in parallel on the gateway's workers; one thread each keeps a busy "
+                        "core from stalling the others, as the eval's latency gate measures")
     parser.add_argument("--log-level", default="info",
                         choices=["critical", "error", "warning", "info", "debug"])
 
@@ -63,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _port(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"'{text}' is not a port (1 to 65535)")
+    return int(text)
+
+
+def _threads(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a thread count (1 to 64)")
     return int(text)
 
 
@@ -128,6 +138,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     _check_port(args.host, args.port)
+    import torch
+
+    # Process-wide, before any answer: each answer worker then runs torch on its own thread.
+    torch.set_num_threads(args.torch_threads)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     gateway, app = build_gateway(args, settings)

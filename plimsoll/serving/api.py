@@ -162,6 +162,9 @@ async def _read_body(request: Request, limit: int) -> bytes | JSONResponse:
 def _parse(body: bytes, max_input_chars: int) -> AnswerRequest | JSONResponse:
     try:
         raw = json.loads(body)
+    except RecursionError:
+        return refusal(400, "the body nests JSON too deeply to read", fix="send a flat "
+                       f"object, e.g. {EXAMPLE}")
     except (ValueError, UnicodeDecodeError) as exc:
         return refusal(400, f"the body is not JSON ({str(exc)[:120]})", fix="send a JSON "
                        f"object with Content-Type: application/json, e.g. {EXAMPLE}")

@@ -352,7 +352,8 @@ class Gateway:
         due = time.monotonic() - self._fresh_checked >= policy.recheck_s
         if not due and force_version is None:
             return
-        bundles = list(self._bundles.values())
+        with self._lock:
+            bundles = list(self._bundles.values())
         if not due:
             bundles = [b for b in bundles if b.version == force_version]
         names = sorted({name for b in bundles for name in b.slices})
@@ -430,11 +431,13 @@ class Gateway:
     def _pick(self, decision) -> tuple[LoadedBundle | None, str]:
         champion = self._champion
         if decision.version:
-            routed = self._bundles.get(str(decision.version))
+            version = str(decision.version)
+            routed = self._bundles.get(version)
             if routed is not None:
                 return routed, decision.route
-            # Not loaded yet (the watcher is loading it): the champion answers meanwhile.
-            return champion, "alias (routed version not loaded yet)"
+            # Not loaded (yet): the champion answers meanwhile, and the route says why.
+            why = "failed to load" if version in self._load_errors else "not loaded yet"
+            return champion, f"alias ({decision.route} version {version} {why})"
         return champion, "alias"
 
     def _provenance(self, bundle: LoadedBundle, route: str, decision, metadata: dict,
