@@ -282,3 +282,21 @@ def test_a_downloaded_model_directory_is_served_as_it_is(home, tmp_path):
         assert body["provenance"]["model_version"] == home.versions[0]
         assert body["provenance"]["model_name"] == MODEL
         assert body["provenance"]["alias"] is None and body["fallback"] is None
+
+
+def test_a_killed_download_leaves_nothing_that_is_served_or_kept(home, tmp_path):
+    import os
+
+    cache_home = tmp_path / "killed-home"
+    parent = cache_home / "serving" / "bundles" / MODEL
+    half = parent / f".v{home.versions[0]}.partial-deadbeef" / "model-v1" / "artifacts"
+    half.mkdir(parents=True)
+    (half / "answer.md").write_text("half a file")
+    old = time.time() - 2 * 3600
+    os.utime(half.parent.parent, (old, old))
+    gateway, app = gateway_for(cache_home, env={"MLFLOW_TRACKING_URI": home.tracking_uri})
+    with ThreadServer(app) as server:
+        assert gateway.wait_until_ready(90)
+        assert ask(server.base)["fallback"] is None
+    assert not list(parent.glob(".v*.partial-*"))
+    assert (parent / f"v{home.versions[0]}" / "artifacts").is_dir()

@@ -23,6 +23,7 @@ from plimsoll.serving.answerer import MODES, Answerer
 
 PROBE_QUESTION = "How do I read a file line by line?"
 LINEAGE = "plimsoll.lineage."
+STALE_STAGING_S = 3600  # a staging folder older than this is a killed download's
 
 
 class BundleError(PlimsollError):
@@ -88,6 +89,7 @@ class BundleCache:
         from plimsoll.release.registry import ModelRegistry, RegistryError
 
         folder.parent.mkdir(parents=True, exist_ok=True)
+        _clean_stale_staging(folder.parent)
         staging = folder.parent / f".v{version}.partial-{uuid.uuid4().hex[:8]}"
         try:
             try:
@@ -107,6 +109,17 @@ class BundleCache:
                     raise  # not another replica's finished copy: a real failure
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _clean_stale_staging(parent: Path) -> None:
+    """Remove what killed downloads left; a download still running is younger than this."""
+    cutoff = time.time() - STALE_STAGING_S
+    for leftover in parent.glob(".v*.partial-*"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            continue  # another replica removed it first
 
 
 def _matches(model_dir: Path, expected: str) -> bool:

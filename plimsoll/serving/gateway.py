@@ -256,8 +256,9 @@ class Gateway:
         self._alias_target = target
         if target is None and self._champion is None:
             self._unavailable = (f"no version of {ref.model_name} has the alias "
-                                 f"'{ref.alias}' yet: promote one (make demo), or serve a "
-                                 "version with --model models:/NAME/N")
+                                 f"'{ref.alias}' yet: approve a candidate (plimsoll review "
+                                 "N approved --by NAME; the approval sensor promotes it), or "
+                                 f"serve one now with --model models:/{ref.model_name}/N")
         return target
 
     def _standby(self) -> str | None:
