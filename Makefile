@@ -124,6 +124,7 @@ bench: install
 	-$(BIN)/python benchmarks/embedding_speed.py
 	-$(BIN)/python benchmarks/finetune_speed.py
 	$(BIN)/python benchmarks/rollback_speed.py
+	$(BIN)/python benchmarks/serving_speed.py
 	$(BIN)/python benchmarks/guard_quality.py
 
 pin: install
