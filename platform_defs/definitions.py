@@ -29,6 +29,7 @@ def defs() -> dg.Definitions:
     profile = active_profile()
     resources = resources_for(profile)
     policy = load_policy(Path(resources["promotion"].policy_path))  # invalid: load fails
+    _check_fallbacks()
     names = slice_names(Path(resources["manifests"].directory))
     dataset_slice = build_dataset_slice(names)
     embeddings_index = build_embeddings_index(names)
@@ -56,6 +57,16 @@ def defs() -> dg.Definitions:
         executor=_prod_executor() if profile == "prod" else None,
         metadata={"profile": profile},
     )
+
+
+def _check_fallbacks() -> None:
+    """policies/fallbacks.yaml is checked at load like the SLOs: the gateway serves by it."""
+    from plimsoll.common.settings import Settings
+    from plimsoll.serving.fallbacks import load_fallback_policy
+
+    path = Settings.from_env().fallbacks
+    if path.exists():  # an installed package without the project's policies has none
+        load_fallback_policy(path)
 
 
 def _prod_executor() -> dg.ExecutorDefinition:

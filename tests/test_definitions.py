@@ -178,3 +178,17 @@ def test_invalid_policy_fails_definitions_load(tmp_path, monkeypatch):
     monkeypatch.setenv("PLIMSOLL_POLICY", str(bad))
     with pytest.raises(PolicyError, match="unknown metric 'recall@50'"):
         _load()
+
+
+@pytest.mark.usefixtures("home")
+def test_invalid_fallback_policy_fails_definitions_load(tmp_path, monkeypatch):
+    from plimsoll.serving.fallbacks import FallbackPolicyError
+
+    text = (REPO_ROOT / "policies" / "fallbacks.yaml").read_text()
+    bad = tmp_path / "fallbacks.yaml"
+    bad.write_text(text.replace("max_snapshot_age_days: 30", "max_snapshot_age_days: -3"))
+    monkeypatch.setenv("PLIMSOLL_FALLBACKS", str(bad))
+    with pytest.raises(FallbackPolicyError) as error:
+        _load()
+    assert error.value.field == "retrieval_stale.max_snapshot_age_days"
+    assert error.value.line is not None

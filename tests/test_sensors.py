@@ -23,7 +23,10 @@ allow_unmeasured: [critical_violations, soft_violation_rate]
 """
 
 
-@pytest.fixture(params=["embedded", "postgres"])
+# The embedded run of these flows is nightly (slow): CI runs the production shape, and the
+# embedded stores are driven through the same sensors by tests/test_daemon.py (a real daemon)
+# and tests/test_promotion.py, and through rollback by tests/test_gateway.py.
+@pytest.fixture(params=[pytest.param("embedded", marks=pytest.mark.slow), "postgres"])
 def setup_kind(request):
     """embedded: SQLite everywhere. postgres: `mlflow server` on PostgreSQL, Dagster storage,
     ledger and eval registry on PostgreSQL — the production shape."""

@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch-interval", type=_interval, default=1.0, metavar="SECONDS",
                         help="how often the alias and flags are read (default: %(default)s)")
     parser.add_argument("--fallbacks", type=Path, default=None,
-                        help="fallback policy (default: the project's policies/fallbacks.yaml)")
+                        help="fallback policy (default: $PLIMSOLL_FALLBACKS, else the project's "
+                        "policies/fallbacks.yaml)")
     parser.add_argument("--ledger-url", default=None,
                         help="Plimsoll's SQL store: flags, shadow pairs, slice checks "
                         "(default: $PLIMSOLL_LEDGER_URL, else the home's ledger)")
@@ -98,8 +99,7 @@ def build_gateway(args: argparse.Namespace, settings: Settings):
 
     log = logging.getLogger("plimsoll.serving")
     reference = ModelReference.parse(args.model or f"models:/{settings.model_name}@champion")
-    fallbacks = load_fallback_policy(args.fallbacks or settings.project_dir /
-                                     "policies" / "fallbacks.yaml")
+    fallbacks = load_fallback_policy(args.fallbacks or settings.fallbacks)
     guard_policy = (load_guard_policy(settings.guard_policy) if settings.guard_policy.is_file()
                     else GuardPolicy())
     store_url = args.ledger_url or settings.ledger_url

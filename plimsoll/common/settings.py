@@ -27,6 +27,7 @@ COST_PER_CPU_SECOND = 0.00005
 PROJECT_FILES: dict[str, tuple[str, str]] = {
     "policy": ("PLIMSOLL_POLICY", "policies/slos.yaml"),
     "guard_policy": ("PLIMSOLL_GUARD_POLICY", "policies/guard.yaml"),
+    "fallbacks": ("PLIMSOLL_FALLBACKS", "policies/fallbacks.yaml"),
     "manifests": ("PLIMSOLL_MANIFESTS", "data_manifests"),
     "prompts": ("PLIMSOLL_PROMPTS", "prompts"),
     "evalset": ("PLIMSOLL_EVALSET", "evalsets/python_docs_ci.jsonl"),
@@ -42,6 +43,7 @@ class Settings:
     home: Path
     policy: Path
     guard_policy: Path
+    fallbacks: Path
     manifests: Path
     prompts: Path
     evalset: Path
