@@ -32,11 +32,7 @@ PIP_VERSION := 26.3
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet 'pip==$(PIP_VERSION)'
-	$(BIN)/pip install --quiet --require-hashes --no-deps --no-compile -r requirements.lock
-	@# pip byte-compiles on one core (1.5 of a fresh install's 2.2 minutes here); compileall
-	@# uses every core. Like pip, it skips the few files that are not Python 3 (vendored
-	@# test data), so its exit status is not the install's.
-	$(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" > /dev/null || true
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 

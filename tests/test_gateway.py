@@ -112,6 +112,7 @@ def test_promote_then_roll_back_under_load_every_response_200_and_one_version(ga
                 failures.append((status, body))
                 continue
             responses.append((time.monotonic(), body, headers))
+            time.sleep(0.02)  # a steady stream, not a CPU hog beside the other test worker
 
     clients = [threading.Thread(target=client_loop) for _ in range(2)]
     for client in clients:
