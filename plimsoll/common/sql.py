@@ -97,6 +97,26 @@ def open_table(url: str, what: str, define: Callable[[object], object], *,
     return engine, table
 
 
+def open_store(url: str, what: str, define: Callable[[object], object], *, create: bool,
+               env: str | None = None,
+               error: type[StoreError] = StoreError) -> tuple[object, object]:
+    """(engine, table) of one store: created on first use when `create`, else only opened.
+
+    A reader (`create=False`) creates neither the file nor the table; a failure is raised
+    as the store's own error type, with the same message.
+    """
+    import sqlalchemy as sa
+
+    try:
+        if create:
+            return open_table(url, what, define, env=env)
+        return open_engine(url, what, create=False, env=env), define(sa.MetaData())
+    except StoreError as exc:
+        if isinstance(exc, error):
+            raise
+        raise error(exc.problem, field=exc.field, fix=exc.fix) from None
+
+
 def twice(action: Callable[[], object]) -> object:
     """Run a schema step, and once more if it fails.
 

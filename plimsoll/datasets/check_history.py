@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 from plimsoll.common.sql import (
     StoreError,
     forbid_rewrites,
-    open_engine,
-    open_table,
+    open_store,
     store_error,
     twice,
 )
@@ -81,14 +80,8 @@ class SliceCheckHistory:
 
         self.url = url
         self._create = create
-        try:
-            if create:
-                self._engine, self._table = open_table(url, WHAT, _define, env=LEDGER_ENV)
-            else:
-                self._engine = open_engine(url, WHAT, create=False, env=LEDGER_ENV)
-                self._table = _define(sa.MetaData())
-        except StoreError as exc:  # the same message, as this store's own error type
-            raise CheckHistoryError(exc.problem, field=exc.field, fix=exc.fix) from None
+        self._engine, self._table = open_store(url, WHAT, _define, create=create,
+                                               env=LEDGER_ENV, error=CheckHistoryError)
         if create:
             try:
                 twice(lambda: forbid_rewrites(self._engine, TABLE))

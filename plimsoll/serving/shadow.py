@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from plimsoll.common.sql import StoreError, open_engine, open_table, store_error
+from plimsoll.common.sql import StoreError, open_store, store_error
 
 LEDGER_ENV = "PLIMSOLL_LEDGER_URL"
 WHAT = "shadow pair store"
@@ -250,17 +250,10 @@ class ShadowStore:
     """
 
     def __init__(self, url: str, *, create: bool = True) -> None:
-        import sqlalchemy as sa
 
         self.url = url
-        try:
-            if create:
-                self._engine, self._table = open_table(url, WHAT, _define, env=LEDGER_ENV)
-            else:
-                self._engine = open_engine(url, WHAT, create=False, env=LEDGER_ENV)
-                self._table = _define(sa.MetaData())
-        except StoreError as exc:  # the same message, as this store's own error type
-            raise ShadowStoreError(exc.problem, field=exc.field, fix=exc.fix) from None
+        self._engine, self._table = open_store(url, WHAT, _define, create=create,
+                                               env=LEDGER_ENV, error=ShadowStoreError)
         self._create = create
 
     def record(self, pair: ShadowPair) -> bool:
