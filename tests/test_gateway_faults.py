@@ -300,3 +300,23 @@ def test_a_killed_download_leaves_nothing_that_is_served_or_kept(home, tmp_path)
         assert ask(server.base)["fallback"] is None
     assert not list(parent.glob(".v*.partial-*"))
     assert (parent / f"v{home.versions[0]}" / "artifacts").is_dir()
+
+
+def test_a_registry_that_accepts_but_never_answers_does_not_hang_the_gateway(home):
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts connections, never answers them
+    dead = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        _gateway, app = gateway_for(home.root, tracking_uri=dead)
+        with ThreadServer(app) as server:
+            started = time.monotonic()
+            body = ask(server.base)  # answered at once, while the watcher waits on the registry
+            assert body["fallback"] == "static_suggestions"
+            assert time.monotonic() - started < 2
+            assert wait_for(lambda: dead in call(server.base, "/readyz")[1]["reason"], 15)
+            assert call(server.base, "/healthz")[0] == 200
+    finally:
+        silent.close()
