@@ -19,10 +19,10 @@ from pathlib import Path
 
 from plimsoll.common.errors import PlimsollError
 from plimsoll.common.hashing import sha256_json
+from plimsoll.release.registry import LINEAGE_PREFIX
 from plimsoll.serving.answerer import MODES, Answerer
 
 PROBE_QUESTION = "How do I read a file line by line?"
-LINEAGE = "plimsoll.lineage."
 STALE_STAGING_S = 3600  # a staging folder older than this is a killed download's
 
 
@@ -71,7 +71,7 @@ class BundleCache:
     def open(self, version: str, tags: dict[str, str]) -> LoadedBundle:
         """Fetch (unless cached), verify and open one version; BundleError says what failed."""
         started = time.perf_counter()
-        expected = tags.get(LINEAGE + "artifacts_digest")
+        expected = tags.get(LINEAGE_PREFIX + "artifacts_digest")
         if not expected:
             raise BundleError(f"{self.model_name} version {version} has no artifacts_digest "
                               "tag, so its files cannot be checked", field="version",
@@ -163,13 +163,13 @@ def open_model_dir(model_dir: Path, *, model_name: str = "", version: str = "",
     provenance = {
         "model_name": model_name,
         "model_version": version,
-        "run_id": tags.get(LINEAGE + "mlflow_run_id", ""),
+        "run_id": tags.get(LINEAGE_PREFIX + "mlflow_run_id", ""),
         "prompt_template": templates["answer"],
         "prompt_templates": json.dumps(templates, sort_keys=True),
         "index_snapshot_id": snapshot.snapshot_id,
-        "guard_policy_digest": tags.get(LINEAGE + "guard_policy_digest", ""),
-        "guard_classifier_digest": tags.get(LINEAGE + "guard_classifier_digest", ""),
-        "git_commit": tags.get(LINEAGE + "git_commit", ""),
+        "guard_policy_digest": tags.get(LINEAGE_PREFIX + "guard_policy_digest", ""),
+        "guard_classifier_digest": tags.get(LINEAGE_PREFIX + "guard_classifier_digest", ""),
+        "git_commit": tags.get(LINEAGE_PREFIX + "git_commit", ""),
     }
     built = snapshot.manifest.get("built_at")
     return LoadedBundle(model_name=model_name, version=version, directory=model_dir,
