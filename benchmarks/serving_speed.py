@@ -18,6 +18,9 @@ the questions of evalsets/python_docs_ci.jsonl. Measured in one run (issue 14):
    Targets: median under 2 s; no failed request during the swaps.
 4. Resident memory of the gateway process with one bundle loaded, and with both warm after
    one unmeasured rollback/promote cycle run before any traffic (informational).
+5. Instrumentation (issue 15): p50/p95 of the gateway as shipped (metrics, tail-sampled
+   traces exported to MLflow, JSON request logs, request features) against a second gateway
+   on the same store with them off, interleaved request by request. Target: p50 within 1.1x.
 
 Usage: python benchmarks/serving_speed.py [--requests N] [--seconds S] [--swaps N]
                                           [--quick] [--json PATH]
@@ -69,7 +72,7 @@ from plimsoll.retrieval.snapshot import SnapshotBuilder  # noqa: E402
 from plimsoll.serving.bundle_cache import open_model_dir  # noqa: E402
 from plimsoll.serving.pyfunc import pyfunc_model  # noqa: E402
 
-OVERHEAD_TARGET, SWAP_TARGET_S = 1.2, 2.0
+OVERHEAD_TARGET, SWAP_TARGET_S, INSTRUMENTATION_TARGET = 1.2, 2.0, 1.1
 LEVELS = (1, 4, 16)
 WARMUP = 10
 SWAP_CLIENTS = 2
@@ -255,10 +258,51 @@ def promote(promoter: Promoter, version: str, reason: str) -> None:
                             reason=f"benchmark: {reason}", digest=digest)
 
 
-def start_gateway(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+def start_gateway(port: int, env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen:
     """`plimsoll serve` as on-call runs it, in its own process, default watch interval."""
-    return subprocess.Popen([str(PLIMSOLL), "serve", "--port", str(port)], cwd=REPO, env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen([str(PLIMSOLL), "serve", "--port", str(port), *extra], cwd=REPO,
+                            env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def bare_policy(folder: Path) -> Path:
+    """The observability policy with request features off (metrics and traces are flags)."""
+    import yaml
+
+    policy = yaml.safe_load((REPO / "policies" / "observability.yaml").read_text())
+    policy["features"]["enabled"] = False
+    path = folder / "observability-bare.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
+def measure_instrumentation(on: GatewayClient, off: GatewayClient, questions: list[str],
+                            count: int) -> dict[str, object]:
+    """The same questions to an instrumented gateway and a bare one, interleaved.
+
+    `on` is plimsoll serve as shipped: /metrics, traces tail-sampled and exported to MLflow,
+    JSON request logs, request features recorded; `off` runs with --no-metrics, --traces
+    none and features off. Each request goes to both, in alternating order.
+    """
+    for question in questions[:WARMUP]:
+        on.ask(question)
+        off.ask(question)
+    with_obs, without, not_ok = [], [], 0
+    for i in range(count):
+        question = questions[i % len(questions)]
+        pair = ((on, with_obs), (off, without)) if i % 2 == 0 else ((off, without),
+                                                                    (on, with_obs))
+        for client, into in pair:
+            reply = client.ask(question)
+            not_ok += reply.status != 200
+            into.append(reply.seconds * 1000)
+    p50_on, p50_off = statistics.median(with_obs), statistics.median(without)
+    p95_on, p95_off = percentile(with_obs, 95), percentile(without, 95)
+    _, status = on.get("/v1/model")
+    return {"requests_each": count, "on_p50_ms": round(p50_on, 2),
+            "on_p95_ms": round(p95_on, 2), "off_p50_ms": round(p50_off, 2),
+            "off_p95_ms": round(p95_off, 2), "ratio_p50": round(p50_on / p50_off, 3),
+            "ratio_p95": round(p95_on / p95_off, 3), "non_200": not_ok,
+            "counters": status.get("counters")}
 
 
 def wait_ready(client: GatewayClient, process: subprocess.Popen, log: Path) -> float:
@@ -554,6 +598,20 @@ def main() -> int:
                                        for r in traffic.replies),
                          cold_rollback_to_served_s=round(cold_s, 3))
             memory_end = resident_mb(process)
+            # 5. What observing costs: the same gateway with metrics, traces and features
+            # off, started beside it on the same store (the bundle is already cached).
+            bare_log = Path(tmp) / "serve-bare.log"
+            bare_port = free_port()
+            bare = start_gateway(bare_port, env, bare_log, "--no-metrics", "--traces", "none",
+                                 "--observability", str(bare_policy(Path(tmp))))
+            bare_client = GatewayClient(bare_port)
+            try:
+                wait_ready(bare_client, bare, bare_log)
+                instrumentation = measure_instrumentation(client, bare_client, questions,
+                                                          args.requests)
+            finally:
+                bare_client.close()
+                stop_gateway(bare)
             _, status = client.get("/v1/model")
         finally:
             client.close()
@@ -563,12 +621,12 @@ def main() -> int:
                   {"ready": memory_one, "both_warm": memory_two, "after_traffic": memory_end},
                   slo_ms,
                   {"setup_s": round(setup_s, 1), "ready_s": round(ready_s, 1),
-                   "total_s": round(total_s, 1)}, busy)
+                   "total_s": round(total_s, 1)}, busy, instrumentation)
 
 
 def report(args, settings: Settings, versions: list[str], commit: str, overhead: dict,
            throughput: list[dict], swaps: dict, status: dict, memory: dict, slo_ms: float,
-           times: dict, busy: dict[str, float]) -> int:
+           times: dict, busy: dict[str, float], instrumentation: dict) -> int:
     """Print the ratios, write the JSON summary, and say whether every target was met."""
     swap_ratio = swaps["median_s"] / SWAP_TARGET_S
     non_200 = sum(level["non_200"] for level in throughput)
@@ -578,6 +636,9 @@ def report(args, settings: Settings, versions: list[str], commit: str, overhead:
         "throughput_non_200": (non_200, "0", non_200 == 0),
         "rollback_median_ratio": (round(swap_ratio, 3), "< 1", swap_ratio < 1),
         "swap_failed_requests": (swaps["failed"], "0", swaps["failed"] == 0),
+        "instrumentation_p50_ratio": (instrumentation["ratio_p50"],
+                                      f"<= {INSTRUMENTATION_TARGET}",
+                                      instrumentation["ratio_p50"] <= INSTRUMENTATION_TARGET),
     }
     two_over_one = memory["both_warm"]["rss_mb"] / memory["ready"]["rss_mb"]
     print(f"gateway: {settings.model_name} v{versions[0]} and v{versions[1]} (git {commit[:12]}),"
@@ -637,6 +698,14 @@ def report(args, settings: Settings, versions: list[str], commit: str, overhead:
           f"any traffic): {memory['both_warm']['rss_mb']:.0f} MB; after all the traffic above: "
           f"{memory['after_traffic']['rss_mb']:.0f} MB")
     print(f"  RATIO both warm / one bundle = {two_over_one:.2f}   (informational)")
+    i = instrumentation
+    print(f"5. instrumentation ({i['requests_each']} requests each, interleaved): metrics, "
+          "tail-sampled traces to MLflow, JSON request logs and request features on, against "
+          "the same gateway with them off")
+    print(f"  on:  p50 {i['on_p50_ms']:.2f} ms, p95 {i['on_p95_ms']:.2f} ms;  off: p50 "
+          f"{i['off_p50_ms']:.2f} ms, p95 {i['off_p95_ms']:.2f} ms; non-200 {i['non_200']}")
+    print(f"  RATIO p50 on / off = {i['ratio_p50']:.2f}   (target <= {INSTRUMENTATION_TARGET})")
+    print(f"  RATIO p95 on / off = {i['ratio_p95']:.2f}   (informational)")
     met = all(ok for _, _, ok in targets.values())
     if args.json:
         args.json.write_text(json.dumps({
@@ -646,8 +715,9 @@ def report(args, settings: Settings, versions: list[str], commit: str, overhead:
             "times": times, "other_processes_cpu_share": busy,
             "watch_interval_s": status["watch_interval_s"],
             "overhead": overhead, "throughput": throughput, "slo_latency_p95_cpu_ms": slo_ms,
-            "rollback": swaps, "memory": memory, "memory_ratio_two_over_one":
-            round(two_over_one, 3), "gateway_counters": status.get("counters"),
+            "rollback": swaps, "instrumentation": instrumentation, "memory": memory,
+            "memory_ratio_two_over_one": round(two_over_one, 3),
+            "gateway_counters": status.get("counters"),
             "targets": {name: {"value": value, "target": target, "met": ok}
                         for name, (value, target, ok) in targets.items()},
             "all_targets_met": met}, indent=2) + "\n", encoding="utf-8")

@@ -16,6 +16,7 @@ from serving_helpers import (
 )
 
 from plimsoll.cli.main import main
+from plimsoll.serving.gateway import wait_for
 
 WATCH_S = "0.5"
 
@@ -28,9 +29,14 @@ def home(tmp_path_factory, bundle):
 
 
 @pytest.fixture(scope="module")
-def gateway(home, tmp_path_factory):
+def serve_log(tmp_path_factory):
+    return tmp_path_factory.mktemp("serve-log") / "serve.log"
+
+
+@pytest.fixture(scope="module")
+def gateway(home, serve_log):
     """One `plimsoll serve` process for the module, as on-call starts it."""
-    log = tmp_path_factory.mktemp("serve-log") / "serve.log"
+    log = serve_log
     process, base = start_cli_server(home, "--watch-interval", WATCH_S, log=log)
     try:
         wait_ready(base, process, log=log)
@@ -96,7 +102,23 @@ def test_health_readiness_and_what_is_served(gateway):
     assert model["serving"]["version"] == served_version(gateway)
     assert model["alias"] == "champion" and model["serving"]["since"]
     assert {w["version"] for w in model["warm"]} >= {model["serving"]["version"]}
-    assert call(gateway, "/metrics")[0] == 501  # reserved for the observability release
+
+def test_metrics_and_json_request_logs_of_the_cli_gateway(gateway, serve_log):
+    import urllib.request
+
+    body = ask(gateway, "How do I roll back the model?", user="u-42")
+    with urllib.request.urlopen(gateway + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    version = body["provenance"]["model_version"]
+    assert f'plimsoll_answers_total{{model_version="{version}",outcome="answered_cited"}}' \
+        in text
+    assert 'plimsoll_served_version_info{alias="champion"' in text
+    assert wait_for(lambda: body["request_id"] in serve_log.read_text(), 5)
+    lines = [json.loads(line) for line in serve_log.read_text().splitlines()
+             if line.startswith("{")]
+    mine = [line for line in lines if line.get("request_id") == body["request_id"]]
+    assert mine and mine[0]["model_version"] == version
+    assert mine[0]["prompt_template"] == body["provenance"]["prompt_template"]
 
 
 def test_promote_then_roll_back_under_load_every_response_200_and_one_version(gateway, home):

@@ -25,7 +25,14 @@ Endpoints:
                    → answer, citations, guard, fallback, request_id, latency_ms, provenance
   GET  /healthz    the process is up        GET /readyz   a bundle answered a probe (503 until)
   GET  /v1/model   what is served, since when, what is warm, flags, errors
+  GET  /metrics    the golden signals (Prometheus text format)
   POST /v1/hooks/mlflow   MLflow alias webhooks (HMAC-checked; $PLIMSOLL_WEBHOOK_SECRET)
+
+Each answer is counted in /metrics, logged as one JSON line with its request id, model
+version, prompt template, index snapshot and anonymised user segment, traced (tail-sampled:
+the slowest, the first of their kind, guard-triggered, failed and fallback requests, and a
+share of the rest; MLflow Tracing locally, OTLP in prod) and its features (never its text)
+recorded for the drift checks (policies/observability.yaml).
 
 Fallbacks come from policies/fallbacks.yaml; flags (canary, pin, answer_mode,
 strict_safety, shadow) from `plimsoll flags`, in the same store as the promotion ledger.
@@ -61,6 +68,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch threads per answer (default: %(default)s). Answers run "
                         "in parallel on the gateway's workers; one thread each keeps a busy "
                         "core from stalling the others, as the eval's latency gate measures")
+    parser.add_argument("--observability", type=Path, default=None, metavar="PATH",
+                        help="metrics, tracing, sampling and drift policy (default: "
+                        "$PLIMSOLL_OBSERVABILITY, else policies/observability.yaml)")
+    parser.add_argument("--traces", choices=["policy", "auto", "mlflow", "otlp", "none"],
+                        default="policy", help="where kept traces go: MLflow Tracing in the "
+                        "tracking store, OTLP/HTTP to $OTEL_EXPORTER_OTLP_ENDPOINT, or none "
+                        "(default: the policy's tracing.exporter, auto: OTLP when that "
+                        "variable is set, else MLflow)")
+    parser.add_argument("--no-metrics", action="store_true",
+                        help="do not serve GET /metrics (the golden signals)")
+    parser.add_argument("--log-format", choices=["json", "text"], default="json",
+                        help="JSON lines with the request's tags (default), or plain text")
     parser.add_argument("--log-level", default="info",
                         choices=["critical", "error", "warning", "info", "debug"])
 
@@ -122,19 +141,61 @@ def build_gateway(args: argparse.Namespace, settings: Settings):
         checks = SliceCheckHistory(store_url, create=False)
     except (PlimsollError, ImportError) as exc:
         log.info("slice check results are not read (%s)", exc)
+    observer = build_observer(args, settings, reference.model_name, store_url)
     gateway = Gateway(reference, tracking_uri=settings.tracking_uri, fallbacks=fallbacks,
                       cache_root=settings.home / "serving" / "bundles",
                       manifests=settings.manifests, flags=flags, shadow_store=shadow,
-                      check_history=checks, watch_s=args.watch_interval)
+                      check_history=checks, watch_s=args.watch_interval, observer=observer)
     app = create_app(gateway, max_input_chars=guard_policy.max_input_chars,
                      webhook_secret=os.environ.get("PLIMSOLL_WEBHOOK_SECRET") or None)
     return gateway, app
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    """Serve until interrupted."""
+def build_observer(args: argparse.Namespace, settings: Settings, model_name: str,
+                   store_url: str):
+    """Metrics, tracing and drift features as the observability policy and flags say."""
     import logging
 
+    from plimsoll.guard.findings import OWASP
+    from plimsoll.observability.metrics import GatewayMetrics
+    from plimsoll.observability.observer import GatewayObserver
+    from plimsoll.observability.policy import load_observability_policy
+    from plimsoll.release.policy import load_policy
+
+    log = logging.getLogger("plimsoll.serving")
+    slo = load_policy(settings.policy).serving
+    policy = load_observability_policy(getattr(args, "observability", None)
+                                       or settings.observability,
+                                       latency_threshold_ms=slo.latency.threshold_ms)
+    metrics = None if getattr(args, "no_metrics", False) else GatewayMetrics(
+        policy.metrics, price_per_cpu_second=settings.cost_per_cpu_second,
+        model_name=model_name, categories=tuple(OWASP))
+    exporter = getattr(args, "traces", "policy")
+    exporter = policy.tracing.exporter if exporter == "policy" else exporter
+    tracing = None
+    if exporter != "none":
+        from plimsoll.observability.tracing import build_tracing
+
+        tracing = build_tracing(policy, exporter=exporter, tracking_uri=settings.tracking_uri,
+                                model_name=model_name,
+                                on_decision=metrics.count_trace if metrics else None)
+    features = None
+    if policy.features.enabled:
+        try:
+            from plimsoll.observability.features import FeatureRecorder, RequestFeatureStore
+
+            features = FeatureRecorder(RequestFeatureStore(store_url),
+                                       queue_size=policy.features.queue)
+        except PlimsollError as exc:
+            log.warning("request features are not recorded (no drift checks): %s", exc)
+    from plimsoll.observability.tracing import segment_key
+
+    return GatewayObserver(model_name=model_name, metrics=metrics, tracing=tracing,
+                           features=features, segment_key=segment_key())
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve until interrupted."""
     import uvicorn
 
     _check_port(args.host, args.port)
@@ -142,15 +203,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     # Process-wide, before any answer: each answer worker then runs torch on its own thread.
     torch.set_num_threads(args.torch_threads)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from plimsoll.observability.logs import configure_logging
+
+    configure_logging(args.log_level, args.log_format)
     gateway, app = build_gateway(args, settings)
     print(f"plimsoll serve: http://{args.host}:{args.port} answers from "
           f"{gateway.reference.text} (alias and flags read every {args.watch_interval:g}s); "
           "Ctrl-C stops", file=sys.stderr, flush=True)
+    # One worker per process (scale is replicas): the metrics are this process's. log_config
+    # None leaves uvicorn's loggers to the root handler, so they are JSON lines too.
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                             access_log=args.log_level == "debug", timeout_graceful_shutdown=10,
-                            workers=1)
+                            workers=1, log_config=None)
     uvicorn.Server(config).run()
     return 0
 

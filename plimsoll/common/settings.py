@@ -28,6 +28,7 @@ PROJECT_FILES: dict[str, tuple[str, str]] = {
     "policy": ("PLIMSOLL_POLICY", "policies/slos.yaml"),
     "guard_policy": ("PLIMSOLL_GUARD_POLICY", "policies/guard.yaml"),
     "fallbacks": ("PLIMSOLL_FALLBACKS", "policies/fallbacks.yaml"),
+    "observability": ("PLIMSOLL_OBSERVABILITY", "policies/observability.yaml"),
     "manifests": ("PLIMSOLL_MANIFESTS", "data_manifests"),
     "prompts": ("PLIMSOLL_PROMPTS", "prompts"),
     "evalset": ("PLIMSOLL_EVALSET", "evalsets/python_docs_ci.jsonl"),
@@ -44,6 +45,7 @@ class Settings:
     policy: Path
     guard_policy: Path
     fallbacks: Path
+    observability: Path
     manifests: Path
     prompts: Path
     evalset: Path

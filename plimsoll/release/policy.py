@@ -53,6 +53,47 @@ class Approval(BaseModel):
     approvers: list[str] = Field(default_factory=list)
 
 
+Duration = Annotated[str, Field(pattern=r"^[1-9][0-9]*[smhd]$")]  # Prometheus style: 10m, 1h
+
+
+class LatencySlo(BaseModel):
+    """Share of answers within a wall-clock threshold at the gateway."""
+
+    model_config = ConfigDict(extra="forbid")
+    threshold_ms: Annotated[Number, Field(gt=0)] = 250
+    target: Annotated[Number, Field(gt=0, lt=1)] = 0.99
+
+
+class LatencyDoubling(BaseModel):
+    """Page when p95 latency is `factor` times what it was `baseline` earlier, for `for`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    factor: Annotated[Number, Field(gt=1)] = 2.0
+    baseline: Duration = "1h"
+    for_: Duration = Field(default="10m", alias="for")
+
+
+class ServingAlerts(BaseModel):
+    """Thresholds of the gateway's alerts that are not SLO burn rates."""
+
+    model_config = ConfigDict(extra="forbid")
+    latency_doubling: LatencyDoubling = Field(default_factory=LatencyDoubling)
+    failure_rate: Annotated[Number, Field(gt=0, lt=1)] = 0.02
+    safety_critical_per_minute: Annotated[Number, Field(gt=0)] = 1.0
+    fallback_rate: Annotated[Number, Field(gt=0, lt=1)] = 0.05
+    stale_index_hours: Annotated[Number, Field(gt=0)] = 720
+
+
+class ServingSlo(BaseModel):
+    """The gateway's SLOs on live traffic; the alert rules are generated from them."""
+
+    model_config = ConfigDict(extra="forbid")
+    window_days: Annotated[StrictInt, Field(ge=1, le=90)] = 30
+    availability: Annotated[Number, Field(gt=0, lt=1)] = 0.995
+    latency: LatencySlo = Field(default_factory=LatencySlo)
+    alerts: ServingAlerts = Field(default_factory=ServingAlerts)
+
+
 class Policy(BaseModel):
     """One page of SLOs and promotion gates."""
 
@@ -66,6 +107,7 @@ class Policy(BaseModel):
     allow_unmeasured: list[str] = Field(default_factory=list)
     nightly: Nightly = Field(default_factory=Nightly)
     approval: Approval = Field(default_factory=Approval)
+    serving: ServingSlo = Field(default_factory=ServingSlo)
 
     path: Path | None = Field(default=None, exclude=True)
     digest: str = Field(default="", exclude=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from plimsoll.common.settings import ABSTAIN_BELOW
@@ -58,6 +59,10 @@ class Answer:
     hits: tuple[Hit, ...]
     metadata: dict[str, str] = field(default_factory=dict)
     guard: GuardReport = field(default_factory=GuardReport)
+    # What the gateway's metrics and drift features read: the question's embedding (None when
+    # it was refused before retrieval) and the passage-verdict cache lookups of this answer.
+    query_vector: object = field(default=None, compare=False, repr=False)
+    passage_cache: tuple[int, int] = field(default=(0, 0), compare=False)  # (hits, misses)
 
     @property
     def refused(self) -> bool:
@@ -116,53 +121,78 @@ class Answerer:
         """The k nearest passages of the snapshot."""
         return tuple(query_snapshot(self.snapshot, self.encoder, question, k=self.k))
 
-    def answer(self, question: object, *, strict: bool = False) -> Answer:
+    def answer(self, question: object, *, strict: bool = False, tracer=None) -> Answer:
         """Answer one question through the whole guarded query path.
 
         A question that is not a string or is over the guard policy's max_input_chars is
         refused before anything reads it; invalid Unicode in it is read as U+FFFD.
         `strict` is the strict safety lever: soft findings refuse the question or withhold
-        the answer too, instead of being redacted.
+        the answer too, instead of being redacted. With an OpenTelemetry `tracer`, each stage
+        is a span (guard.input, retrieval, guard.passages, answer.compose, guard.output).
         """
-        admitted, screened = self._admission.admit(question, "input")
+        with _span(tracer, "guard.input") as span:
+            admitted, screened = self._admission.admit(question, "input")
+            if admitted is not None and self.guard:
+                screened += self.guard.screen_input(admitted)
+            _guard_attributes(span, screened)
         if admitted is None:
             return self._refusal(GuardReport("refused-input", input=screened))
-        if self.guard:
-            screened += self.guard.screen_input(admitted)
         if screened.blocked or (strict and screened.flagged):
             return self._refusal(GuardReport("refused-input", input=screened))
-        answer = self.respond(admitted, self.retrieve(admitted), screened)
+        with _span(tracer, "retrieval") as span:
+            vector = self.encoder.embed([admitted])
+            hits = tuple(self.snapshot.search(vector, self.k)[0]) if _same_encoder(
+                self) else self.retrieve(admitted)
+            if span is not None:
+                span.set_attribute("gen_ai.operation.name", "embeddings")
+                span.set_attribute("plimsoll.index.snapshot", self.snapshot.snapshot_id)
+                span.set_attribute("plimsoll.retrieval.k", self.k)
+                span.set_attribute("plimsoll.retrieval.top_score",
+                                   float(hits[0].score) if hits else 0.0)
+        answer = self.respond(admitted, hits, screened, tracer=tracer, query_vector=vector[0])
         if strict and answer.guard.action == "redacted-output":
             report = answer.guard
             return self._refusal(GuardReport("withheld-output", report.input, report.passages,
                                              report.output), answer.hits)
         return answer
 
-    def respond(self, question: str, hits: Sequence[Hit],
-                screened: Verdict | None = None) -> Answer:
+    def respond(self, question: str, hits: Sequence[Hit], screened: Verdict | None = None, *,
+                tracer=None, query_vector=None) -> Answer:
         """Answer from given passages (retrieval's, or planted ones in a threat check)."""
         hits = tuple(hits)
         report = GuardReport(input=screened or Verdict())
-        usable, dropped = self._screen_passages(hits)
+        with _span(tracer, "guard.passages") as span:
+            usable, dropped, cache = self._screen_passages(hits)
+            _guard_attributes(span, dropped)
+        seen = {"query_vector": query_vector, "passage_cache": cache}
         report = GuardReport("dropped-passages" if dropped.blocked else report.action,
                              report.input, dropped, report.output)
         if not usable or usable[0].score < self.abstain_below:
             return Answer(text=self.abstain_template.render(), abstained=True, citations=(),
-                          hits=hits, metadata=self.metadata, guard=report)
+                          hits=hits, metadata=self.metadata, guard=report, **seen)
         cited = [hit for hit in usable[:QUOTABLE] if hit.score >= self.abstain_below][:2]
-        text = self._compose(question, cited)
+        with _span(tracer, "answer.compose") as span:
+            text = self._compose(question, cited)
+            if span is not None:
+                span.set_attribute("gen_ai.operation.name", "text_completion")
+                span.set_attribute("plimsoll.answer.mode", self.mode)
+                span.set_attribute("plimsoll.citations", len(cited))
         if self.guard is None:
             return Answer(text=text, abstained=False, citations=tuple(cited), hits=hits,
-                          metadata=self.metadata, guard=report)
-        output = self.guard.screen_output(text)
+                          metadata=self.metadata, guard=report, **seen)
+        with _span(tracer, "guard.output") as span:
+            output = self.guard.screen_output(text)
+            _guard_attributes(span, output)
         if output.blocked:
-            return self._refusal(GuardReport("withheld-output", report.input, dropped, output),
-                                 hits)
+            refusal = self._refusal(GuardReport("withheld-output", report.input, dropped,
+                                                output), hits)
+            return Answer(refusal.text, refusal.abstained, refusal.citations, refusal.hits,
+                          refusal.metadata, refusal.guard, **seen)
         action = ("redacted-output" if output.flagged
                   else "dropped-passages" if dropped.blocked else "none")
         return Answer(text=redact(text, output) if output.flagged else text, abstained=False,
                       citations=tuple(cited), hits=hits, metadata=self.metadata,
-                      guard=GuardReport(action, report.input, dropped, output))
+                      guard=GuardReport(action, report.input, dropped, output), **seen)
 
     def _compose(self, question: str, cited: list[Hit]) -> str:
         if self.mode == "facts":
@@ -174,30 +204,54 @@ class Answerer:
             answer=" ".join(f"{s} [{i}]" for i, s in enumerate(sentences, start=1)),
             citations=[{"doc_id": h.doc_id, "chunk_id": h.chunk_id} for h in cited])
 
-    def _screen_passages(self, hits: tuple[Hit, ...]) -> tuple[list[Hit], Verdict]:
-        """Up to QUOTABLE passages fit to quote, in rank order, and their findings.
+    def _screen_passages(self, hits: tuple[Hit, ...]
+                         ) -> tuple[list[Hit], Verdict, tuple[int, int]]:
+        """Passages fit to quote (up to QUOTABLE), their findings, the cache's (hits, misses).
 
         Findings cover every passage screened on the way, the dropped ones included.
         """
         if self.guard is None:
-            return list(hits), Verdict()
-        usable, findings = [], []
+            return list(hits), Verdict(), (0, 0)
+        usable, findings, cached, screened = [], [], 0, 0
         for hit in hits:
             if len(usable) == QUOTABLE:
                 break  # later passages are never quoted: no need to screen them
             verdict = self._passage_verdicts.get(hit.chunk_id)
             if verdict is None:
+                screened += 1
                 verdict = self.guard.screen_passage(hit.text)
                 if hit.chunk_id:
                     self._passage_verdicts[hit.chunk_id] = verdict
+            else:
+                cached += 1
             findings += verdict.findings
             if not verdict.blocked:
                 usable.append(hit)
-        return usable, Verdict(tuple(findings))
+        return usable, Verdict(tuple(findings)), (cached, screened)
 
     def _refusal(self, report: GuardReport, hits: tuple[Hit, ...] = ()) -> Answer:
         return Answer(text=self.refuse_template.render(), abstained=True, citations=(),
                       hits=hits, metadata=self.metadata, guard=report)
+
+
+def _span(tracer, name: str):
+    """A span of the answer path when tracing, else nothing (the eval and the CLI)."""
+    return tracer.start_as_current_span(name) if tracer is not None else nullcontext()
+
+
+def _guard_attributes(span, verdict: Verdict) -> None:
+    if span is not None:
+        span.set_attribute("plimsoll.guard.findings", len(verdict.findings))
+        span.set_attribute("plimsoll.guard.blocked", bool(verdict.blocked))
+        if verdict.findings:
+            span.set_attribute("plimsoll.guard.categories",
+                               sorted({f.category for f in verdict.findings}))
+
+
+def _same_encoder(answerer: Answerer) -> bool:
+    """The snapshot was built by this encoder (query_snapshot's check, done once)."""
+    return answerer.encoder.directory.digest == \
+        answerer.snapshot.manifest["inputs"]["encoder_digest"]
 
 
 def best_sentence(question: str, passage: str) -> str:

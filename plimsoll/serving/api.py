@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from typing import Annotated
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -61,6 +62,9 @@ def create_app(gateway: Gateway, *, max_input_chars: int, webhook_secret: str | 
                   description="Grounded answers from the model the `champion` alias names, "
                   "with provenance on every answer.")
     limit = gateway.fallbacks.request.max_body_bytes
+    metrics = gateway.observer.metrics
+    if metrics is not None:
+        app.add_middleware(RequestMetrics, metrics=metrics)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -95,10 +99,13 @@ def create_app(gateway: Gateway, *, max_input_chars: int, webhook_secret: str | 
         return gateway.status()
 
     @app.get("/metrics")
-    def metrics() -> JSONResponse:
-        """Reserved for the golden signals (prometheus_client), which come with observability."""
-        return refusal(501, "metrics are not served yet", fix="the observability release "
-                       "adds Prometheus metrics here; use GET /v1/model meanwhile")
+    def prometheus_metrics() -> Response:
+        """The golden signals in Prometheus' text format (plimsoll/observability/metrics.py)."""
+        if metrics is None:
+            return refusal(404, "metrics are off on this gateway", fix="start plimsoll "
+                           "serve without --no-metrics")
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
 
     @app.post("/v1/answer")
     async def answer(request: Request) -> JSONResponse:
@@ -141,6 +148,36 @@ def create_app(gateway: Gateway, *, max_input_chars: int, webhook_secret: str | 
         return JSONResponse({"accepted": True, "checked_now": relevant})
 
     return app
+
+
+class RequestMetrics:
+    """ASGI middleware: every request's endpoint, status, duration and served version."""
+
+    def __init__(self, app, metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Time the request and read its status and X-Plimsoll-Model-Version."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        seen: dict[str, object] = {"code": 500, "version": None}
+
+        async def send_and_note(message) -> None:
+            if message["type"] == "http.response.start":
+                seen["code"] = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name == b"x-plimsoll-model-version" and value != b"none":
+                        seen["version"] = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            self.metrics.observe_request(scope.get("path", ""), int(seen["code"]),
+                                         time.perf_counter() - started, seen["version"])
 
 
 async def _read_body(request: Request, limit: int) -> bytes | JSONResponse:

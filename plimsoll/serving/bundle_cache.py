@@ -9,6 +9,7 @@ served. Opening one answers a probe question before it counts as loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -43,6 +44,7 @@ class LoadedBundle:
     built_at: datetime | None
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     load_seconds: float = 0.0
+    cache_hit: bool = False  # its files were already in the disk cache, verified
 
     def answerer(self, mode: str) -> Answerer:
         """The answerer of a mode (answer, facts)."""
@@ -80,10 +82,12 @@ class BundleCache:
         if folder.is_dir() and not _matches(folder, expected):
             # Edited or half-deleted on disk: fetch it again rather than serve it.
             shutil.rmtree(folder, ignore_errors=True)
-        if not folder.is_dir():
+        hit = folder.is_dir()
+        if not hit:
             self._fetch(version, folder, expected)
-        return open_model_dir(folder, model_name=self.model_name, version=version, tags=tags,
-                              started=started)
+        bundle = open_model_dir(folder, model_name=self.model_name, version=version, tags=tags,
+                                started=started)
+        return dataclasses.replace(bundle, cache_hit=hit)
 
     def _fetch(self, version: str, folder: Path, expected: str) -> None:
         from plimsoll.release.registry import ModelRegistry, RegistryError

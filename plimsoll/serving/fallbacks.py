@@ -94,6 +94,8 @@ class Freshness:
 
     reasons: tuple[str, ...] = ()
     checked_at: datetime | None = None
+    # One kind per reason, for metrics: stale_snapshot | slice_ttl | failed_checks.
+    kinds: tuple[str, ...] = ()
 
     @property
     def stale(self) -> bool:
@@ -114,23 +116,27 @@ def snapshot_freshness(policy: RetrievalStale, *, built_at: datetime | None,
     """
     now = now or datetime.now(UTC)
     reasons: list[str] = []
+    kinds: list[str] = []
     age_days = (now - built_at).total_seconds() / 86400 if built_at else None
     if age_days is not None and age_days > policy.max_snapshot_age_days:
         reasons.append(f"the index snapshot is {age_days:.0f} days old (the policy's maximum "
                        f"is {policy.max_snapshot_age_days})")
+        kinds.append("stale_snapshot")
     if policy.slice_ttl and age_days is not None:
         for name in sorted(slices):
             ttl = slice_ttl_days.get(name)
             if ttl is not None and age_days > ttl:
                 reasons.append(f"slice {name} is past its TTL ({age_days:.0f} days old, "
                                f"ttl_days {ttl})")
+                kinds.append("slice_ttl")
     if policy.failed_checks:
         for name in sorted(slices):
             run = latest_checks.get(name)
             if run is not None and not run.passed:
                 reasons.append(f"the latest checks of slice {name} failed at "
                                f"{run.at:%Y-%m-%d %H:%M} UTC ({run.failures[:160]})")
-    return Freshness(tuple(reasons), now)
+                kinds.append("failed_checks")
+    return Freshness(tuple(reasons), now, tuple(dict.fromkeys(kinds)))
 
 
 def slice_ttls(manifests: Path) -> dict[str, int]:

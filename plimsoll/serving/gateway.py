@@ -129,7 +129,9 @@ class Gateway:
     def __init__(self, reference: ModelReference, *, tracking_uri: str,
                  fallbacks: FallbackPolicy, cache_root: Path, manifests: Path | None = None,
                  flags=None, shadow_store=None, check_history=None, watch_s: float = 1.0,
-                 answer_workers: int = 4) -> None:
+                 answer_workers: int = 4, observer=None) -> None:
+        from plimsoll.observability.observer import GatewayObserver
+
         self.reference = reference
         self.tracking_uri = tracking_uri
         self.fallbacks = fallbacks
@@ -137,6 +139,8 @@ class Gateway:
         self.shadow_store = shadow_store
         self.check_history = check_history
         self.watch_s = watch_s
+        # Metrics, traces, request logs, drift features (none of them: a few no-op calls).
+        self.observer = observer or GatewayObserver(model_name=reference.model_name)
         self.cache = BundleCache(cache_root, tracking_uri, reference.model_name)
         self.slice_ttls = slice_ttls(manifests) if manifests else {}
         self.started_at = datetime.now(UTC)
@@ -191,6 +195,7 @@ class Gateway:
             self.flags.stop()
         self._loader.shutdown(wait=False, cancel_futures=True)
         self._answers.shutdown(wait=False, cancel_futures=True)
+        self.observer.close()
 
     def nudge(self) -> None:
         """Check the alias now (an MLflow webhook said it moved)."""
@@ -234,6 +239,8 @@ class Gateway:
             self._swap(target)
         self._evict(set(wanted))
         self._judge_freshness()
+        if self.flags is not None:
+            self.observer.flags_seen(self.flags.status().get("values", {}))
 
     def _resolve_target(self) -> str | None:
         ref = self.reference
@@ -320,6 +327,7 @@ class Gateway:
             return
         log.info("loaded %s version %s in %.1fs", bundle.model_name, version,
                  bundle.load_seconds)
+        self.observer.bundle_loaded(bundle)
         with self._lock:
             self._bundles[version] = bundle
             self._load_errors.pop(version, None)
@@ -338,6 +346,7 @@ class Gateway:
             self._champion_since = datetime.now(UTC)
             self._unavailable = ""
             self.counters["swaps"] += 1
+        self.observer.swapped(self._bundles[version], self.reference.alias)
         log.info("serving %s version %s (was %s)", self.reference.model_name, version,
                  current.version if current else "nothing")
 
@@ -347,6 +356,7 @@ class Gateway:
             for version in [v for v in self._bundles if v not in keep]:
                 del self._bundles[version]  # its files stay in the disk cache
                 self._freshness.pop(version, None)
+                self.observer.bundle_dropped(version)
 
     def _judge_freshness(self, force_version: str | None = None) -> None:
         policy = self.fallbacks.retrieval_stale
@@ -377,27 +387,51 @@ class Gateway:
         """Answer one question; never raises for a model or data failure (it falls back)."""
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        decision = self._decide(user, session, request_id)
-        bundle, route = self._pick(decision)
-        self.counters["answers"] += 1
+        with self.observer.request_span(request_id, user=user, session=session) as span:
+            decision = self._decide(user, session, request_id)
+            bundle, route = self._pick(decision)
+            self.counters["answers"] += 1
+            served, result, failure, kinds, cpu = self._answer(
+                question, request_id, started, decision, bundle, route, span)
+            self.observer.answered(
+                span, question=question, served=served, result=result, decision=decision,
+                route=served.provenance.get("route") or route,
+                version=served.provenance.get("model_version"), failure=failure,
+                fallback_reasons=kinds, cpu_seconds=cpu, user=user)
+        if result is not None and decision.shadow_version and \
+                decision.shadow_version != bundle.version:
+            self._queue_shadow(question, served, result, bundle, decision.shadow_version)
+        return served
+
+    def _answer(self, question: str, request_id: str, started: float, decision,
+                bundle: LoadedBundle | None, route: str, span):
+        """(served, the answerer's Answer or None, failure kind, fallback kinds, CPU s)."""
         if bundle is None:
-            return self._static(request_id, started, decision, self._unavailable)
+            return (self._static(request_id, started, decision, self._unavailable), None,
+                    "unavailable", ("unavailable",), 0.0)
         freshness = self._freshness.get(bundle.version, Freshness())
         mode = "facts" if freshness.stale and "facts" in bundle.answerers else \
             decision.answer_mode if decision.answer_mode in bundle.answerers else "answer"
         answerer = bundle.answerer(mode)
         budget = self.fallbacks.model_unavailable.answer_budget_ms / 1000
+        context = None
+        if span is not None:
+            from opentelemetry import context as otel_context
+
+            context = otel_context.get_current()
         try:
-            result: Answer = self._answers.submit(
-                answerer.answer, question, strict=decision.strict_safety).result(budget)
+            result, cpu = self._answers.submit(
+                self._run, answerer, question, decision.strict_safety, context).result(budget)
         except FutureTimeout:
-            return self._static(request_id, started, decision,
-                                f"version {bundle.version} took longer than the "
-                                f"{budget * 1000:.0f} ms budget", bundle)
+            return (self._static(request_id, started, decision,
+                                 f"version {bundle.version} took longer than the "
+                                 f"{budget * 1000:.0f} ms budget", bundle), None, "timeout",
+                    ("timeout",), 0.0)
         except Exception as exc:
             log.exception("version %s failed to answer", bundle.version)
-            return self._static(request_id, started, decision, f"version {bundle.version} "
-                                f"failed to answer ({type(exc).__name__})", bundle)
+            return (self._static(request_id, started, decision, f"version {bundle.version} "
+                                 f"failed to answer ({type(exc).__name__})", bundle), None,
+                    "model_error", ("model_error",), 0.0)
         text = result.text
         fallback = reason = None
         if freshness.stale:
@@ -416,9 +450,22 @@ class Gateway:
             latency_ms=(time.perf_counter() - started) * 1000, provenance=provenance)
         if fallback:
             self.counters["fallbacks"] += 1
-        if decision.shadow_version and decision.shadow_version != bundle.version:
-            self._queue_shadow(question, served, result, bundle, decision.shadow_version)
-        return served
+        return served, result, None, freshness.kinds if fallback else (), cpu
+
+    def _run(self, answerer, question: str, strict: bool, context) -> tuple[Answer, float]:
+        """On an answer worker: the answer (its spans under the request's) and its CPU s."""
+        token = None
+        if context is not None:
+            from opentelemetry import context as otel_context
+
+            token = otel_context.attach(context)
+        cpu = time.thread_time()
+        try:
+            return (answerer.answer(question, strict=strict, tracer=self.observer.tracer),
+                    time.thread_time() - cpu)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
 
     def _decide(self, user: str | None, session: str | None, request_id: str):
         if self.flags is None:

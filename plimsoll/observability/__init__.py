@@ -1,0 +1,1 @@
+"""What the gateway observes on live traffic: golden metrics, traces, tail sampling, drift."""
