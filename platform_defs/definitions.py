@@ -8,6 +8,7 @@ import dagster as dg
 
 from assets.datasets import build_dataset_slice
 from assets.evaluation import build_eval_report, nightly_eval
+from assets.observability import drift_report, golden_signals, request_features_daily
 from assets.release import build_candidate_model
 from assets.retrieval import build_candidate_index, build_embeddings_index
 from assets.serving import shadow_comparison
@@ -38,7 +39,7 @@ def defs() -> dg.Definitions:
     candidate = [build_candidate_index(names), build_eval_report(), build_candidate_model()]
     return dg.Definitions(
         assets=[dataset_slice, embeddings_index, *training, *candidate, nightly_eval,
-                shadow_comparison],
+                shadow_comparison, request_features_daily, drift_report, golden_signals],
         jobs=[
             dg.define_asset_job("dataset_slices_job", selection=[dataset_slice.key],
                                 description="Load, check and publish one dataset slice."),

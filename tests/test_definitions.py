@@ -22,14 +22,15 @@ def test_definitions_snapshot(monkeypatch):
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
         "dataset_slice", "embeddings_index", "training_pairs", "finetuned_encoder",
         "candidate_index", "eval_report", "candidate_model", "nightly_eval",
-        "shadow_comparison"}
+        "shadow_comparison", "request_features_daily", "drift_report", "golden_signals"}
     slice_checks = {key.name for key in graph.asset_check_keys
                     if key.asset_key.to_user_string() == "dataset_slice"}
     assert slice_checks == {"schema_and_types", "text_not_null", "ids_unique",
                             "text_length_bounds", "classification_allowed", "min_row_count"}
     assert all(graph.get_check_spec(key).blocking for key in graph.asset_check_keys
                if key.name in slice_checks)
-    assert {key.name for key in graph.asset_check_keys} - slice_checks == {"no_regression"}
+    assert {key.name for key in graph.asset_check_keys} - slice_checks == {
+        "no_regression", "drift_within_policy"}
     slices = definitions.get_assets_def("dataset_slice")
     assert slices.partitions_def.get_partition_keys() == [
         "example_faq", "python_help_topics", "stdlib_docstrings"]
@@ -48,7 +49,9 @@ def test_definitions_snapshot(monkeypatch):
                       "training": {"training_pairs", "finetuned_encoder"},
                       "evaluation": {"eval_report", "nightly_eval"},
                       "release": {"candidate_model"},
-                      "serving": {"shadow_comparison"}}
+                      "serving": {"shadow_comparison"},
+                      "observability": {"request_features_daily", "drift_report",
+                                        "golden_signals"}}
 
 
 def test_each_asset_group_is_a_core_package_and_an_assets_module():

@@ -186,11 +186,14 @@ class GatewayObserver:
         while True:
             event = self._queue.get()
             if event is None:
+                self._queue.task_done()
                 return
             try:
                 self._observe_later(event)
             except Exception:  # observing must never take the gateway down
                 log.exception("could not record an answer's tokens or features")
+            finally:
+                self._queue.task_done()
 
     def _observe_later(self, event: AnswerEvent) -> None:
         tokenizer, centroid, vocab = self._extras.get(event.version or "", (None, None, None))
@@ -226,11 +229,13 @@ class GatewayObserver:
             self.tracing.shutdown()
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Block until the background queue is empty (tests and benchmarks)."""
-        from plimsoll.serving.gateway import wait_for
+        """Block until the background queue is empty and its last event done (tests)."""
+        import time
 
-        return wait_for(lambda: self._queue.unfinished_tasks == 0 or self._queue.empty(),
-                        timeout)
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not self._queue.unfinished_tasks
 
 
 def flag_variant(value: object) -> str:

@@ -63,7 +63,7 @@ class DriftPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     reference_days: Annotated[StrictInt, Field(ge=1, le=90)] = 7
-    min_requests: Annotated[StrictInt, Field(ge=1)] = 30
+    min_requests: Annotated[StrictInt, Field(ge=1)] = 200
     psi_alert: Annotated[Number, Field(gt=0)] = 0.25
     rate_delta_alert: Annotated[Number, Field(gt=0, le=1)] = 0.10
 
