@@ -58,7 +58,7 @@ def served(home):
 
 
 def test_metrics_count_what_users_got_by_version(served, home):
-    gateway, base = served
+    _gateway, base = served
     before = scrape(base)
     version = home.versions[0]
     cited = ask(base, "How do I roll back the model?", user="u-1")
@@ -195,3 +195,29 @@ def test_a_latency_threshold_that_is_not_a_bucket_is_refused_at_start(home, tmp_
         gateway_for(home.root, "--observability", str(policy))
     assert caught.value.field == "metrics.latency_buckets_s"
     assert "250 ms" in caught.value.problem and "0.25" in caught.value.fix
+
+
+def test_each_answer_records_its_features_never_its_text(served, home):
+    from datetime import UTC, datetime, timedelta
+
+    from plimsoll.observability.features import RequestFeatureStore
+
+    gateway, base = served
+    question = "How do I split a string with a regular expression?"
+    body = ask(base, question, user="bob")
+    assert gateway.observer.wait_idle(10)
+    assert gateway.observer.features.flush(10)
+    today = datetime.now(UTC).date()
+    store = RequestFeatureStore(home.ledger_url, create=False)
+    try:
+        rows = store.read(MODEL, today, today + timedelta(days=1))
+    finally:
+        store.close()
+    row = next(r for r in rows if r.request_id == body["request_id"])
+    assert row.model_version == body["provenance"]["model_version"]
+    assert row.question_chars == len(question) and row.citations == len(body["citations"])
+    assert row.latin_share == 1.0 and 0 <= row.oov_rate < 0.5
+    assert row.centroid_distance is not None and 0 <= row.centroid_distance <= 2
+    assert row.top_cited_doc == body["citations"][0]["doc_id"] and row.cpu_ms > 0
+    database = (home.root / "promotion_ledger.sqlite").read_bytes()
+    assert b"regular expression" not in database and b"bob" not in database
