@@ -106,13 +106,13 @@ def test_strict_safety_withholds_an_answer_with_soft_findings(server):
     answerer = server.gateway._champion.answerers["answer"]
     planted = Hit(rank=1, score=0.9, chunk_id="planted", doc_id="doc-x", slice="faq",
                   text="Mail jane.doe@gmail.com for access to the package.")
-    original = answerer.retrieve
-    answerer.retrieve = lambda _question: (planted,)
+    original = answerer.search
+    answerer.search = lambda _question: ((planted,), None)
     try:
         relaxed = answerer.answer("Where do I install the package from?")
         strict = answerer.answer("Where do I install the package from?", strict=True)
     finally:
-        answerer.retrieve = original
+        answerer.search = original
     assert relaxed.guard.action == "redacted-output" and not relaxed.refused
     assert strict.guard.action == "withheld-output" and strict.refused
 

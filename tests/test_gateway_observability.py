@@ -221,3 +221,42 @@ def test_each_answer_records_its_features_never_its_text(served, home):
     assert row.top_cited_doc == body["citations"][0]["doc_id"] and row.cpu_ms > 0
     database = (home.root / "promotion_ledger.sqlite").read_bytes()
     assert b"regular expression" not in database and b"bob" not in database
+
+
+def test_kept_traces_reach_mlflow_next_to_the_version_with_every_stage(home):
+    from mlflow.tracking import MlflowClient
+
+    gateway, app = gateway_for(home.root, "--traces", "mlflow")
+    version = home.versions[0]
+    with ThreadServer(app) as server:
+        assert wait_for(lambda: call(server.base, "/readyz")[0] == 200, 60)
+        assert ask(server.base)["provenance"]["model_version"] == version
+        first = ask(server.base, "How do I roll back the model?", user="carol")
+        refused = ask(server.base, INJECTION, user="carol")
+        assert refused["refused"]
+        assert gateway.observer.tracing.force_flush(30, release_held=True)
+        samples = scrape(server.base)
+    assert value(samples, "plimsoll_traces_total", decision="kept", reason="guard") >= 1
+    client = MlflowClient(home.tracking_uri)
+    record = client.get_model_version(MODEL, version)
+    experiment = client.get_run(record.run_id).info.experiment_id
+    traces = {t.info.client_request_id: t for t in client.search_traces(
+        locations=[experiment], max_results=100)}
+    kept = traces[first["request_id"]]
+    assert kept.info.trace_metadata["mlflow.sourceRun"] == record.run_id
+    tags = kept.info.tags
+    assert tags["plimsoll.model.version"] == version
+    assert tags["plimsoll.index.snapshot"] == first["provenance"]["index_snapshot_id"]
+    assert tags["plimsoll.prompt.template"] == first["provenance"]["prompt_template"]
+    segment = kept.info.trace_metadata["mlflow.trace.user"]  # MLflow's user column
+    assert len(segment) == 16 and "carol" not in json.dumps([tags, kept.info.trace_metadata])
+    assert "first_user" in tags["plimsoll.sampling.reasons"]
+    names = [span.name for span in kept.data.spans]
+    assert sorted(names) == sorted(["gateway.answer", "guard.input", "retrieval",
+                                    "guard.passages", "answer.compose", "guard.output"])
+    root = next(span for span in kept.data.spans if span.parent_id is None)
+    assert root.name == "gateway.answer"
+    assert all(span.parent_id == root.span_id for span in kept.data.spans if span is not root)
+    guarded = traces[refused["request_id"]]
+    assert "guard" in guarded.info.tags["plimsoll.sampling.reasons"]
+    assert [span.name for span in guarded.data.spans if span.parent_id] == ["guard.input"]

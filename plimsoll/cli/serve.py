@@ -171,14 +171,22 @@ def build_observer(args: argparse.Namespace, settings: Settings, model_name: str
         policy.metrics, price_per_cpu_second=settings.cost_per_cpu_second,
         model_name=model_name, categories=tuple(OWASP))
     exporter = getattr(args, "traces", "policy")
-    exporter = policy.tracing.exporter if exporter == "policy" else exporter
+    if exporter != "policy":
+        policy = policy.model_copy(update={"tracing": policy.tracing.model_copy(
+            update={"exporter": exporter})})
     tracing = None
-    if exporter != "none":
-        from plimsoll.observability.tracing import build_tracing
+    if policy.tracing.exporter != "none":
+        from plimsoll.observability.tracing import Tracing
 
-        tracing = build_tracing(policy, exporter=exporter, tracking_uri=settings.tracking_uri,
-                                model_name=model_name,
-                                on_decision=metrics.count_trace if metrics else None)
+        # The embedded store keeps artifacts beside its database, as the profiles do.
+        artifacts = str(settings.home / "mlflow" / "artifacts") \
+            if settings.tracking_uri.startswith("sqlite:") else None
+        tracing = Tracing(policy, tracking_uri=settings.tracking_uri, artifact_root=artifacts,
+                          on_decision=metrics.count_trace if metrics else None)
+        log.info("traces: %s (tail-sampled: the %d slowest of each %gs, first of their kind, "
+                 "guard-triggered, failed and fallback requests, %g of the rest)",
+                 tracing.exporter_kind, policy.sampling.slowest_n, policy.sampling.window_s,
+                 policy.sampling.rate)
     features = None
     if policy.features.enabled:
         try:
@@ -190,8 +198,10 @@ def build_observer(args: argparse.Namespace, settings: Settings, model_name: str
             log.warning("request features are not recorded (no drift checks): %s", exc)
     from plimsoll.observability.tracing import segment_key
 
+    # One key for the trace's segment and the log line's, even when it is a random one.
     return GatewayObserver(model_name=model_name, metrics=metrics, tracing=tracing,
-                           features=features, segment_key=segment_key())
+                           features=features,
+                           segment_key=tracing.key if tracing else segment_key())
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

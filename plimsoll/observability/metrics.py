@@ -193,11 +193,9 @@ class GatewayMetrics:
         for flag, variant in current:
             self.flags.labels(flag, variant).set(1)
 
-    def count_trace(self, kept: bool, reasons: Sequence[str]) -> None:
-        """A finished trace the tail sampler kept (with its reasons) or dropped."""
-        decision = "kept" if kept else "dropped"
-        for reason in reasons or ("none",):
-            self.traces.labels(decision, reason).inc()
+    def count_trace(self, decision: str, reason: str) -> None:
+        """A finished trace the tail sampler kept or dropped, and why (Tracing's on_decision)."""
+        self.traces.labels(decision, reason).inc()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

@@ -279,6 +279,10 @@ class ModelRegistry:
                 return None
             raise self.failure(exc) from None
 
+    def run_experiment(self, run_id: str) -> str:
+        """The id of the experiment a run belongs to (where a version's serving traces go)."""
+        return str(self.call(self.client.get_run, run_id).info.experiment_id)
+
     def version(self, model_name: str, version: str):
         """A model version; a missing or deleted one is a VersionNotRegistered that says so."""
         try:

@@ -121,6 +121,13 @@ class Answerer:
         """The k nearest passages of the snapshot."""
         return tuple(query_snapshot(self.snapshot, self.encoder, question, k=self.k))
 
+    def search(self, question: str) -> tuple[tuple[Hit, ...], object]:
+        """The k nearest passages and the question's embedding (for the drift features)."""
+        if not _same_encoder(self):
+            return self.retrieve(question), None  # raises SnapshotConflictError, naming the fix
+        vector = self.encoder.embed([question])
+        return tuple(self.snapshot.search(vector, self.k)[0]), vector[0]
+
     def answer(self, question: object, *, strict: bool = False, tracer=None) -> Answer:
         """Answer one question through the whole guarded query path.
 
@@ -140,16 +147,14 @@ class Answerer:
         if screened.blocked or (strict and screened.flagged):
             return self._refusal(GuardReport("refused-input", input=screened))
         with _span(tracer, "retrieval") as span:
-            vector = self.encoder.embed([admitted])
-            hits = tuple(self.snapshot.search(vector, self.k)[0]) if _same_encoder(
-                self) else self.retrieve(admitted)
+            hits, vector = self.search(admitted)
             if span is not None:
                 span.set_attribute("gen_ai.operation.name", "embeddings")
                 span.set_attribute("plimsoll.index.snapshot", self.snapshot.snapshot_id)
                 span.set_attribute("plimsoll.retrieval.k", self.k)
                 span.set_attribute("plimsoll.retrieval.top_score",
                                    float(hits[0].score) if hits else 0.0)
-        answer = self.respond(admitted, hits, screened, tracer=tracer, query_vector=vector[0])
+        answer = self.respond(admitted, hits, screened, tracer=tracer, query_vector=vector)
         if strict and answer.guard.action == "redacted-output":
             report = answer.guard
             return self._refusal(GuardReport("withheld-output", report.input, report.passages,
