@@ -234,6 +234,10 @@ def test_kept_traces_reach_mlflow_next_to_the_version_with_every_stage(home):
         first = ask(server.base, "How do I roll back the model?", user="carol")
         refused = ask(server.base, INJECTION, user="carol")
         assert refused["refused"]
+        caller = "4bf92f3577b34da6a3ce929d0e0e4736"  # a W3C traceparent from the caller
+        status, continued, _ = call(server.base, "/v1/answer", {"question": INJECTION},
+                                    headers={"traceparent": f"00-{caller}-00f067aa0ba902b7-01"})
+        assert status == 200
         assert gateway.observer.tracing.force_flush(30, release_held=True)
         samples = scrape(server.base)
     assert value(samples, "plimsoll_traces_total", decision="kept", reason="guard") >= 1
@@ -260,3 +264,5 @@ def test_kept_traces_reach_mlflow_next_to_the_version_with_every_stage(home):
     guarded = traces[refused["request_id"]]
     assert "guard" in guarded.info.tags["plimsoll.sampling.reasons"]
     assert [span.name for span in guarded.data.spans if span.parent_id] == ["guard.input"]
+    # The caller's trace continues: the same trace id, in MLflow's form.
+    assert traces[continued["request_id"]].info.trace_id == f"tr-{caller}"

@@ -109,25 +109,28 @@ class GatewayObserver:
 
     # -- one request -----------------------------------------------------------------------
     @contextmanager
-    def request_span(self, request_id: str, *, user: str | None, session: str | None):
-        """The root span of one answer (None when tracing is off)."""
-        tracer = self.tracer
-        if tracer is None:
+    def request_span(self, request_id: str, *, user: str | None, session: str | None,
+                     carrier: Mapping[str, str] | None = None):
+        """The root span of one answer (None when tracing is off).
+
+        `carrier` holds the request's headers: a W3C `traceparent` from the caller makes
+        this span a child of the caller's trace.
+        """
+        if self.tracing is None or self.tracing.provider is None:
             with nullcontext():
                 yield None
             return
-        from opentelemetry.trace import SpanKind
+        context = None
+        if carrier:
+            from opentelemetry.propagate import extract
 
-        attributes = {"plimsoll.request_id": request_id, "gen_ai.response.id": request_id,
-                      "gen_ai.operation.name": "chat", "gen_ai.provider.name": "plimsoll",
-                      "plimsoll.model.name": self.model_name}
-        segment = self.segment(user)
-        if segment:
-            attributes["plimsoll.user.segment"] = segment
-        if session:
-            attributes["gen_ai.conversation.id"] = self.segment(session) or ""
-        with tracer.start_as_current_span("gateway.answer", kind=SpanKind.SERVER,
-                                          attributes=attributes) as span:
+            context = extract(carrier)
+        attributes = {"gen_ai.response.id": request_id, "gen_ai.operation.name": "chat",
+                      "plimsoll.model.name": self.model_name,
+                      "plimsoll.user.segment": self.segment(user),
+                      # The session is hashed like the user: it can identify a person too.
+                      "gen_ai.conversation.id": self.segment(session)}
+        with self.tracing.root_span(request_id, attributes, context=context) as span:
             yield span
 
     def answered(self, span, *, question: str, served, result, decision, route: str,

@@ -240,8 +240,14 @@ class Answerer:
 
 
 def _span(tracer, name: str):
-    """A span of the answer path when tracing, else nothing (the eval and the CLI)."""
-    return tracer.start_as_current_span(name) if tracer is not None else nullcontext()
+    """A span of the answer path when tracing, else nothing (the eval and the CLI).
+
+    An exception's message and stack are not recorded: they may quote the question, and
+    traces leave the process (the gateway marks the request failed by type).
+    """
+    if tracer is None:
+        return nullcontext()
+    return tracer.start_as_current_span(name, record_exception=False)
 
 
 def _guard_attributes(span, verdict: Verdict) -> None:

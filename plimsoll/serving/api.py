@@ -116,8 +116,10 @@ def create_app(gateway: Gateway, *, max_input_chars: int, webhook_secret: str | 
         parsed = _parse(body, max_input_chars)
         if isinstance(parsed, JSONResponse):
             return parsed
+        carrier = {name: request.headers[name] for name in ("traceparent", "tracestate")
+                   if name in request.headers}
         served = await run_in_threadpool(gateway.answer, parsed.question, user=parsed.user,
-                                         session=parsed.session)
+                                         session=parsed.session, trace_headers=carrier or None)
         return JSONResponse(served.body(), headers=served.headers())
 
     @app.post("/v1/hooks/mlflow")

@@ -382,12 +382,16 @@ class Gateway:
             self._fresh_checked = time.monotonic()
 
     # -- answering -------------------------------------------------------------------------
-    def answer(self, question: str, *, user: str | None = None,
-               session: str | None = None) -> GatewayAnswer:
-        """Answer one question; never raises for a model or data failure (it falls back)."""
+    def answer(self, question: str, *, user: str | None = None, session: str | None = None,
+               trace_headers: dict[str, str] | None = None) -> GatewayAnswer:
+        """Answer one question; never raises for a model or data failure (it falls back).
+
+        `trace_headers` (the request's `traceparent`, `tracestate`) continue a caller's trace.
+        """
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
-        with self.observer.request_span(request_id, user=user, session=session) as span:
+        with self.observer.request_span(request_id, user=user, session=session,
+                                        carrier=trace_headers) as span:
             decision = self._decide(user, session, request_id)
             bundle, route = self._pick(decision)
             self.counters["answers"] += 1
