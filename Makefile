@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install lock demo test test-slow lint ui mlflow-ui bench pin clean k8s-tools k8s-check ai-ci nightly
+.PHONY: install lock demo test test-slow lint ui mlflow-ui bench pin clean k8s-tools k8s-check ai-ci nightly obs-tools
 
 install: $(VENV)/.installed
 
@@ -104,8 +104,17 @@ k8s/.checkov-venv/.installed: k8s/checkov-requirements.txt
 	k8s/.checkov-venv/bin/pip install --quiet -r k8s/checkov-requirements.txt
 	touch $@
 
-# Render the overlays, strict schemas, Gatekeeper policy suites, exception expiry, checkov.
-k8s-check: install k8s-tools
+# promtool and prometheus (Debian's prometheus package): the alert rules' unit tests, the
+# PrometheusRule check of k8s-check and the scrape test. Installed only when promtool is
+# missing, as root or through sudo.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+obs-tools:
+	command -v promtool >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) env \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
+# Render the overlays, strict schemas (PrometheusRules through promtool), Gatekeeper policy
+# suites, exception expiry, checkov.
+k8s-check: install k8s-tools obs-tools
 	$(BIN)/python tools/k8s_check.py
 
 lint: install

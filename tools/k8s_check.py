@@ -6,7 +6,10 @@ Run `python tools/k8s_check.py` (the Makefile's `k8s-check`). Stages:
 2. schema     every rendered object against the Kubernetes JSON schemas in strict mode
               (kubernetes-validate); Gatekeeper CRD objects have no built-in schema and get a
               structural check here instead (template names, targets, Rego that compiles and
-              matches its src.rego, Constraint parameters against the template's schema);
+              matches its src.rego, Constraint parameters against the template's schema), and
+              so do the Prometheus Operator's (a PrometheusRule's groups through `promtool
+              check rules`; a PodMonitor must select a rendered pod template and name one of
+              its container ports);
 3. policies   every ConstraintTemplate's suite.yaml cases through regopy;
 4. exceptions every file in k8s/exceptions/: owner, reason, policy and an expiry date that
               is in the future (and at most a year ahead);
@@ -42,6 +45,9 @@ DOCKERFILE = K8S / "image" / "Dockerfile"
 KUBE_VERSION = "1.37.0"
 GATEKEEPER_GROUPS = ("templates.gatekeeper.sh", "constraints.gatekeeper.sh",
                      "config.gatekeeper.sh")
+# The Prometheus Operator's CRDs: no built-in schema either (check_monitoring).
+MONITORING_GROUP = "monitoring.coreos.com"
+MONITORING_KINDS = ("PrometheusRule", "PodMonitor")
 EXCEPTION_KEYS = ("policy", "namespace", "kind", "name", "owner", "reason", "expires")
 EXCEPTION_LABEL = "plimsoll.io/policy-exception"
 MAX_EXCEPTION_DAYS = 366
@@ -64,7 +70,7 @@ CHECKOV_SKIPS: dict[str, tuple[str, tuple[str, ...] | None]] = {
 
 
 class ToolMissing(RuntimeError):
-    """A required tool (kubectl, kubernetes-validate, regopy, checkov) is not installed."""
+    """A required tool (kubectl, kubernetes-validate, regopy, promtool, checkov) is missing."""
 
 
 @dataclass
@@ -212,13 +218,93 @@ def check_gatekeeper(objs: list[dict]) -> list[str]:
     return errors
 
 
-def check_schemas(objs: list[dict], version: str = KUBE_VERSION) -> list[str]:
-    """Strict schema errors for the built-in objects plus Gatekeeper structural errors."""
+def is_monitoring(obj: dict) -> bool:
+    """Whether the object is a Prometheus Operator CRD object (no built-in schema)."""
+    return str(obj.get("apiVersion", "")).split("/")[0] == MONITORING_GROUP
+
+
+def promtool() -> str:
+    """The promtool binary: $PROMTOOL, else on PATH (`make obs-tools` installs it)."""
+    for candidate in (os.environ.get("PROMTOOL"), shutil.which("promtool")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise ToolMissing("promtool not found: run `make obs-tools` (Debian's prometheus "
+                      "package) or set PROMTOOL")
+
+
+def check_rule_groups(groups: list, where: str) -> list[str]:
+    """`promtool check rules` errors for rule groups (as a PrometheusRule's spec holds them)."""
+    with tempfile.TemporaryDirectory(prefix="k8s-check-rules-") as tmp:
+        path = Path(tmp) / "rules.yaml"
+        path.write_text(yaml.safe_dump({"groups": groups}))
+        proc = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True,
+                              text=True, check=False)
+    if proc.returncode:
+        detail = (proc.stderr or proc.stdout).strip().replace(str(path), "spec")
+        return [f"{where}: promtool check rules failed: {detail}"]
+    return []
+
+
+def _pod_templates(objs: list[dict]) -> list[tuple[str, dict, dict]]:
+    """(namespace, pod labels, pod spec) of every rendered workload's pod template."""
+    found = []
+    for obj in objs:
+        template = (obj.get("spec") or {}).get("template")
+        if obj.get("kind") in {"Deployment", "StatefulSet", "DaemonSet"} and template:
+            found.append((obj["metadata"].get("namespace", ""),
+                          (template.get("metadata") or {}).get("labels") or {},
+                          template.get("spec") or {}))
+    return found
+
+
+def check_monitoring(objs: list[dict]) -> list[str]:
+    """Structural checks for PrometheusRules (promtool) and PodMonitors (what they scrape)."""
     errors: list[str] = []
     for obj in objs:
-        if not is_gatekeeper(obj):
+        if not is_monitoring(obj):
+            continue
+        where, spec = ident(obj), obj.get("spec") or {}
+        if obj.get("apiVersion") != f"{MONITORING_GROUP}/v1" or obj.get(
+                "kind") not in MONITORING_KINDS:
+            kinds = " or ".join(MONITORING_KINDS)
+            errors.append(f"{where}: expected {MONITORING_GROUP}/v1 {kinds}")
+            continue
+        if obj["kind"] == "PrometheusRule":
+            groups = spec.get("groups")
+            if set(spec) != {"groups"} or not isinstance(groups, list) or not groups:
+                errors.append(f"{where}: spec holds exactly `groups`, a non-empty list")
+                continue
+            errors += check_rule_groups(groups, where)
+            continue
+        selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        endpoints = spec.get("podMetricsEndpoints") or []
+        if not selector or not endpoints:
+            errors.append(f"{where}: spec.selector.matchLabels and podMetricsEndpoints are "
+                          "required")
+            continue
+        namespace = obj["metadata"].get("namespace", "")
+        pods = [pod for ns, labels, pod in _pod_templates(objs) if ns == namespace
+                and all(labels.get(k) == v for k, v in selector.items())]
+        if not pods:
+            errors.append(f"{where}: selects no pod template in namespace {namespace}")
+        ports = {p.get("name") for pod in pods for c in pod.get("containers") or []
+                 for p in c.get("ports") or []}
+        for endpoint in endpoints:
+            if endpoint.get("port") not in ports:
+                errors.append(f"{where}: port {endpoint.get('port')!r} is not a container "
+                              f"port of the pods it selects ({sorted(p for p in ports if p)})")
+            if not str(endpoint.get("path", "/metrics")).startswith("/"):
+                errors.append(f"{where}: path must start with /")
+    return errors
+
+
+def check_schemas(objs: list[dict], version: str = KUBE_VERSION) -> list[str]:
+    """Strict schema errors for the built-in objects, plus the CRD objects' structural errors."""
+    errors: list[str] = []
+    for obj in objs:
+        if not is_gatekeeper(obj) and not is_monitoring(obj):
             errors.extend(validate_schema(obj, version))
-    return errors + check_gatekeeper(objs)
+    return errors + check_gatekeeper(objs) + check_monitoring(objs)
 
 
 # ---------------------------------------------------------------------------- policies

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from plimsoll.cli import evaluate, flags, promptlint, redteam, serve
+from plimsoll.cli import alerts, evaluate, flags, promptlint, redteam, serve
 from plimsoll.cli.options import TRACKING_URI_HELP, add_debug
 from plimsoll.common.boundary import debug_requested, doing, run_guarded
 from plimsoll.common.errors import PlimsollError
@@ -127,7 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     # The CI checks; tools/run_eval.py, tools/threat_checks.py and tools/promptlint.py run
     # these same commands.
     for name, command in (("eval", evaluate), ("redteam", redteam),
-                          ("promptlint", promptlint), ("serve", serve), ("flags", flags)):
+                          ("promptlint", promptlint), ("serve", serve), ("flags", flags),
+                          ("alerts", alerts)):
         sub = commands.add_parser(name, help=command.HELP, description=command.DESCRIPTION,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         command.add_arguments(sub)
@@ -185,6 +186,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return serve.run(args, settings)
         if args.command == "flags":
             return flags.run(args, settings)
+        if args.command == "alerts":
+            return alerts.run(args, settings)
         if args.command == "evalset":
             return evalset_generation.run(args, settings)
         return _query(args, layout)

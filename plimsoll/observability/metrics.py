@@ -126,7 +126,9 @@ class GatewayMetrics:
         """One HTTP request, at the end of its response."""
         endpoint = ENDPOINTS.get(path, OTHER)
         version = self.version(model_version)
-        self.duration.labels(endpoint, version).observe(seconds)
+        # A refused request (4xx) is counted, not timed: the latency SLI is of answers.
+        if not 400 <= code < 500:
+            self.duration.labels(endpoint, version).observe(seconds)
         self.requests.labels(endpoint, version, str(code)).inc()
         if code in (400, 413, 422):
             self.failures.labels(endpoint, "bad_request").inc()

@@ -282,13 +282,14 @@ def test_the_gateway_at_its_maximum_fits_the_namespace_quota_beside_mlflow_and_d
 
 
 # ---------------------------------------------------------------- network
-def test_egress_reaches_only_mlflow_postgresql_the_object_store_and_dns():
+def test_egress_reaches_only_mlflow_postgresql_the_object_store_dns_and_the_collector():
     allowed = egress(rendered("prod"), pod_labels())
     assert allowed == {
         (KUBE_DNS, "UDP", 53), (KUBE_DNS, "TCP", 53),
         (platform("mlflow"), "TCP", 5000),
         (platform("postgresql"), "TCP", 5432),
-        (platform("object-store"), "TCP", 9000)}
+        (platform("object-store"), "TCP", 9000),
+        (((), (("app.kubernetes.io/name", "otel-collector"),)), "TCP", 4318)}
     assert find(rendered("prod"), "NetworkPolicy", "default-deny-egress") in policies_for(
         rendered("prod"), pod_labels(), "Egress")
 
@@ -300,11 +301,15 @@ def test_leaving_the_gateway_out_of_the_internal_api_keeps_it_for_everyone_else(
     assert ports == {53, 443, 5000, 5432, 9000}
 
 
-def test_ingress_is_only_port_8080_from_the_internal_api_segment():
-    (policy,) = policies_for(rendered("prod"), pod_labels(), "Ingress")
-    (rule,) = policy["spec"]["ingress"]
-    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
-    assert [peer_name(peer) for peer in rule["from"]] == [
+def test_ingress_is_only_port_8080_from_the_internal_api_segment_and_prometheus():
+    peers = []
+    for policy in policies_for(rendered("prod"), pod_labels(), "Ingress"):
+        for rule in policy["spec"]["ingress"]:
+            assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+            peers += [peer_name(peer) for peer in rule["from"]]
+    assert sorted(peers) == [
+        ((("kubernetes.io/metadata.name", "monitoring"),),
+         (("app.kubernetes.io/name", "prometheus"),)),
         ((("plimsoll.io/segment", "internal-api"),), ())]
 
 

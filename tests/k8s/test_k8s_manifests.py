@@ -97,7 +97,9 @@ def test_network_policies_deny_egress_by_default_and_allow_only_listed_paths():
                    and o["metadata"]["namespace"] == ns]
         ports = sorted(p["port"] for o in allowed for rule in o["spec"].get("egress", [])
                        for p in rule["ports"])
-        assert ports == [53, 53, 443, 5000, 5432, 9000]
+        # plimsoll also holds the trace path: gateway -> collector 4318 -> backend 4317.
+        assert ports == {"plimsoll": [53, 53, 443, 4317, 4318, 5000, 5432, 9000],
+                         "plimsoll-gpu": [53, 53, 443, 5000, 5432, 9000]}[ns]
         for o in allowed:  # no ipBlock: nothing reaches outside addresses
             assert all("ipBlock" not in peer for rule in o["spec"].get("egress", [])
                        for peer in rule["to"])
