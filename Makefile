@@ -77,6 +77,7 @@ PYTEST_ENV = $(if $(filter 0,$(PYTEST_WORKERS)),,OMP_NUM_THREADS=1)
 test: install k8s-check
 	$(BIN)/ruff check .
 	$(BIN)/python tools/promptlint.py prompts/
+	$(BIN)/plimsoll alerts render --check
 	$(PYTEST_ENV) $(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 # The AI checks of CI on a real candidate: build one with the demo, then the 50-question

@@ -603,6 +603,7 @@ def main() -> int:
             bare_log = Path(tmp) / "serve-bare.log"
             bare_port = free_port()
             bare = start_gateway(bare_port, env, bare_log, "--no-metrics", "--traces", "none",
+                                 "--log-level", "warning",
                                  "--observability", str(bare_policy(Path(tmp))))
             bare_client = GatewayClient(bare_port)
             try:

@@ -206,8 +206,6 @@ def build_observer(args: argparse.Namespace, settings: Settings, model_name: str
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Serve until interrupted."""
-    import uvicorn
-
     _check_port(args.host, args.port)
     import torch
 
@@ -215,7 +213,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     torch.set_num_threads(args.torch_threads)
     from plimsoll.observability.logs import configure_logging
 
-    configure_logging(args.log_level, args.log_format)
+    listener = configure_logging(args.log_level, args.log_format)
+    try:
+        return _serve(args, settings)
+    finally:
+        listener.stop()  # write what is queued
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Build the gateway and run uvicorn over it."""
+    import uvicorn
+
     gateway, app = build_gateway(args, settings)
     print(f"plimsoll serve: http://{args.host}:{args.port} answers from "
           f"{gateway.reference.text} (alias and flags read every {args.watch_interval:g}s); "

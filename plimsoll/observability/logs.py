@@ -10,19 +10,20 @@ its trace. `text` keeps the classic one-line format for a person at a terminal.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 
 FORMATS = ("json", "text")
 
 
-def _trace_ids(_logger, _method, event: dict) -> dict:
-    """Add the current OpenTelemetry trace and span ids, when a span is recording."""
-    from opentelemetry import trace
+def _record_time(_logger, _method, event: dict) -> dict:
+    """The time the record was made (not when the listener thread wrote it), ISO 8601 UTC."""
+    from datetime import UTC, datetime
 
-    context = trace.get_current_span().get_span_context()
-    if context.is_valid:
-        event["trace_id"] = format(context.trace_id, "032x")
-        event["span_id"] = format(context.span_id, "016x")
+    record = event.get("_record")
+    created = record.created if record is not None else None
+    event["timestamp"] = (datetime.fromtimestamp(created, UTC) if created is not None
+                          else datetime.now(UTC)).isoformat().replace("+00:00", "Z")
     return event
 
 
@@ -35,8 +36,7 @@ def json_formatter() -> logging.Formatter:
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.stdlib.ExtraAdder(),
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _trace_ids,
+            _record_time,
         ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -45,16 +45,44 @@ def json_formatter() -> logging.Formatter:
         ])
 
 
-def configure_logging(level: str, log_format: str = "json", stream=None) -> logging.Handler:
-    """Send the root logger's records to `stream` (stderr) as JSON lines or plain text."""
+class TraceContext(logging.Filter):
+    """Stamp each record with the current span's trace and span ids, on the caller's thread."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Add trace_id and span_id when a span is recording (always keeps the record)."""
+        from opentelemetry import trace
+
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid and not hasattr(record, "trace_id"):
+            record.trace_id = format(context.trace_id, "032x")
+            record.span_id = format(context.span_id, "016x")
+        return True
+
+
+def configure_logging(level: str, log_format: str = "json", stream=None
+                      ) -> logging.handlers.QueueListener:
+    """Send the root logger's records to `stream` (stderr) as JSON lines or plain text.
+
+    Records are formatted and written on a listener thread (the standard library's
+    QueueHandler and QueueListener): a request pays for a queue put, not for JSON encoding
+    and a write to stderr. The trace ids are read on the caller's thread, where its span is.
+    Stop the returned listener to flush what is queued.
+    """
+    import queue
+
     if log_format not in FORMATS:
         raise ValueError(f"log format '{log_format}' is not one of {FORMATS}")
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(json_formatter() if log_format == "json" else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    records: queue.SimpleQueue = queue.SimpleQueue()
+    front = logging.handlers.QueueHandler(records)
+    front.addFilter(TraceContext())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
-    root.addHandler(handler)
+    root.addHandler(front)
     root.setLevel(level.upper())
-    return handler
+    listener = logging.handlers.QueueListener(records, handler, respect_handler_level=True)
+    listener.start()
+    return listener

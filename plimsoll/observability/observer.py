@@ -15,12 +15,13 @@ import queue
 import threading
 from collections.abc import Mapping
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 log = logging.getLogger("plimsoll.serving")
 request_log = logging.getLogger("plimsoll.serving.requests")
 BACKLOG = 1024  # answers waiting for token counts and features beyond this are not counted
+CHUNK_TOKEN_CACHE = 100_000  # token counts of cited chunks kept (cleared when full)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class AnswerEvent:
     version: str | None
     at: datetime
     cpu_seconds: float
+    log_line: dict = field(default_factory=dict)  # the request log's fields
+    outcome: str = ""
 
 
 class GatewayObserver:
@@ -47,6 +50,7 @@ class GatewayObserver:
         self.segment_key = segment_key
         self._extras: dict[str, tuple[object, object, object]] = {}  # version → tokenizer..
         self._queue: queue.Queue = queue.Queue(BACKLOG)
+        self._chunk_tokens: dict[str, int] = {}
         self._thread: threading.Thread | None = None
         self.dropped = 0
         if metrics is not None or features is not None:
@@ -166,23 +170,33 @@ class GatewayObserver:
                 "plimsoll.cpu_ms": round(cpu_seconds * 1000, 3)})
             if failure:
                 span.set_status(Status(StatusCode.ERROR, failure))
-        request_log.info(
-            "answered %s", outcome,
-            extra={"request_id": served.request_id, "model": self.model_name,
-                   "model_version": version, "alias": provenance.get("alias"),
-                   "route": route, "prompt_template": provenance.get("prompt_template"),
-                   "index_snapshot": provenance.get("index_snapshot_id"),
-                   "flags_variant": variant, "user_segment": self.segment(user),
-                   "outcome": outcome, "fallback": served.fallback, "failure": failure,
-                   "guard_action": served.guard.get("action"),
-                   "latency_ms": round(served.latency_ms, 2),
-                   "cpu_ms": round(cpu_seconds * 1000, 2)})
-        if self._thread is not None:
-            try:
-                self._queue.put_nowait(AnswerEvent(question, served, result, version,
-                                                   datetime.now(UTC), cpu_seconds))
-            except queue.Full:
-                self.dropped += 1
+        segment = span.attributes.get("plimsoll.user.segment") if span is not None and \
+            hasattr(span, "attributes") else self.segment(user)
+        line = {"request_id": served.request_id, "model": self.model_name,
+                "model_version": version, "alias": provenance.get("alias"),
+                "route": route, "prompt_template": provenance.get("prompt_template"),
+                "index_snapshot": provenance.get("index_snapshot_id"),
+                "flags_variant": variant, "user_segment": segment,
+                "outcome": outcome, "fallback": served.fallback, "failure": failure,
+                "guard_action": served.guard.get("action"),
+                "latency_ms": round(served.latency_ms, 2),
+                "cpu_ms": round(cpu_seconds * 1000, 2)}
+        if span is not None:
+            context = span.get_span_context()
+            line["trace_id"] = format(context.trace_id, "032x")
+            line["span_id"] = format(context.span_id, "016x")
+        event = AnswerEvent(question, served, result, version, datetime.now(UTC),
+                            cpu_seconds, line, outcome)
+        if self._thread is None:
+            request_log.info("answered %s", outcome, extra=line)
+            return
+        try:
+            # The log line is written from the background thread too: a request pays for
+            # one queue put, not for making a log record.
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.dropped += 1
+            request_log.info("answered %s", outcome, extra=line)
 
     # -- off the request path --------------------------------------------------------------
     def _work(self) -> None:
@@ -199,11 +213,12 @@ class GatewayObserver:
                 self._queue.task_done()
 
     def _observe_later(self, event: AnswerEvent) -> None:
+        if event.log_line:
+            request_log.info("answered %s", event.outcome, extra=event.log_line)
         tokenizer, centroid, vocab = self._extras.get(event.version or "", (None, None, None))
         result, served = event.result, event.served
-        passages = [hit.text for hit in result.citations] if result is not None else []
         if self.metrics is not None and tokenizer is not None:
-            counts = _token_counts(tokenizer, event.question, passages, served.answer)
+            counts = self._token_counts(tokenizer, event, result)
             self.metrics.observe_answer_tokens(event.version, counts)
         if self.features is not None:
             from plimsoll.observability.features import extract_features
@@ -220,6 +235,31 @@ class GatewayObserver:
                 query_vector=getattr(result, "query_vector", None), centroid=centroid,
                 vocab=vocab)
             self.features.put(row)
+
+    def _token_counts(self, tokenizer, event: AnswerEvent, result) -> dict[str, int]:
+        """Tokens of the question, the cited passages and the answer (the encoder's tokenizer).
+
+        A passage's count is kept by chunk id: the same passages are cited again and again.
+        """
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+
+        def count(texts: list[str]) -> list[int]:
+            if not texts:
+                return []
+            if backend is not None:  # the Rust tokenizer, without building a BatchEncoding
+                return [len(e.ids) for e in backend.encode_batch(texts,
+                                                                 add_special_tokens=False)]
+            return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+        hits = list(result.citations) if result is not None else []
+        missing = [hit for hit in hits if hit.chunk_id not in self._chunk_tokens]
+        for hit, n in zip(missing, count([hit.text for hit in missing]), strict=True):
+            if len(self._chunk_tokens) >= CHUNK_TOKEN_CACHE:
+                self._chunk_tokens.clear()
+            self._chunk_tokens[hit.chunk_id] = n
+        question, answer = count([event.question, event.served.answer])
+        return {"question": question, "answer": answer,
+                "passages": sum(self._chunk_tokens.get(hit.chunk_id, 0) for hit in hits)}
 
     def close(self, timeout: float = 5.0) -> None:
         """Finish what is queued, then stop (the feature recorder flushes, traces export)."""
@@ -284,9 +324,3 @@ def _findings(result) -> list[tuple[str, object]]:
             + [("output", f) for f in report.output.findings])
 
 
-def _token_counts(tokenizer, question: str, passages: list[str], answer: str
-                  ) -> dict[str, int]:
-    texts = [question, *passages, answer]
-    ids = tokenizer(texts, add_special_tokens=False, truncation=False)["input_ids"]
-    return {"question": len(ids[0]), "passages": sum(len(i) for i in ids[1:-1]),
-            "answer": len(ids[-1])}
