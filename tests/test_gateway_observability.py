@@ -140,7 +140,7 @@ def test_the_served_version_info_follows_the_alias(served, home):
 def test_one_json_log_line_per_answer_with_the_trace_tags(served):
     from plimsoll.observability.logs import json_formatter
 
-    _gateway, base = served
+    gateway, base = served
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(json_formatter())
@@ -149,6 +149,7 @@ def test_one_json_log_line_per_answer_with_the_trace_tags(served):
     logger.setLevel(logging.INFO)
     try:
         body = ask(base, "How do I roll back the model?", user="alice@example.com")
+        assert gateway.observer.wait_idle(10)  # the line is written off the request path
     finally:
         logger.removeHandler(handler)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
