@@ -424,7 +424,7 @@ def mlflow_store(tmp_path, monkeypatch, empty_store):
     from mlflow.tracking import MlflowClient
 
     uri = fresh_store(empty_store, tmp_path)
-    # MLflow resolves a models:/ source through the default client (its own TODO): point
+    # MLflow resolves a models:/ source through the default client (a known gap of its): point
     # that at the same store for this test only.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     client = MlflowClient(uri)
