@@ -27,6 +27,10 @@ class EvalConfig(dg.Config):
                          "project's ($PLIMSOLL_EVALSET, default evalsets/python_docs_ci.jsonl); "
                          "a relative path is in the project folder.")
     limit: int = Field(default=0, ge=0, description="First N questions only; 0 means all.")
+    dev_evalset: str = Field(default="", description="Dev set scored for retrieval in a "
+                             "section of its own (the recipe is chosen on it; the gate never "
+                             "reads it); empty means the project's ($PLIMSOLL_DEV_EVALSET, "
+                             "default evalsets/python_docs_dev.jsonl); 'none' skips it.")
     seed: int = Field(default=42, description="Seed recorded with the result (the eval "
                       "itself is deterministic).")
     abstain_below: float = Field(default=ABSTAIN_BELOW, description="Answer only when the best "
@@ -89,6 +93,8 @@ def build_eval_report() -> dg.AssetsDefinition:
             abstain_template=project.path(config.abstain_template or project.prompt("abstain")),
             guard_policy=project.path(config.guard_policy or project.guard_policy),
             redteam_path=project.path(config.redteam or project.redteam),
+            dev_evalset_path=None if config.dev_evalset == "none"
+            else project.path(config.dev_evalset or project.dev_evalset),
             candidate={"encoder_path": finetuned_encoder.path,
                        "snapshot_path": candidate_index.path},
             base={"encoder_path": embeddings_index.encoder_path,

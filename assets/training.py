@@ -1,5 +1,6 @@
 """training_pairs and finetuned_encoder: what the model learns from, and the checkpoint."""
 
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,7 @@ from platform_defs.resources import (
 from plimsoll.training.checkpoint import Checkpoint, TrainingPairsFile
 
 GROUP = "training"
+EPOCHS = 3
 DEFAULT_TRAINING_SLICES = ["python_help_topics", "stdlib_docstrings"]
 
 
@@ -25,12 +27,27 @@ class PairsConfig(dg.Config):
 
     training_slices: list[str] = Field(default_factory=lambda: list(DEFAULT_TRAINING_SLICES),
                                        description="Slices that pairs are derived from.")
+    hard_negatives: bool = Field(default=True, description="Mine a hard negative per query "
+                                 "with BM25 and the base encoder (likely false negatives and "
+                                 "near-duplicates filtered by the base encoder as guide).")
 
 
 class TrainingConfig(dg.Config):
     """Hyperparameters of the contrastive fine-tune (all recorded in lineage)."""
 
-    epochs: int = Field(default=1, ge=1, description="Passes over the pairs.")
+    epochs: int = Field(default=EPOCHS, ge=1, description="Most passes over the pairs; with a "
+                        "dev set, training stops earlier once `patience` epochs in a row have "
+                        "not beaten the best, and the best epoch is kept.")
+    patience: int = Field(default=1, ge=1, description="Epochs without a better dev score "
+                          "before training stops.")
+    selection_metric: Literal["mrr", "recall@5"] = Field(
+        default="mrr", description="The dev-set score that chooses the epoch.")
+    hard_negatives: bool = Field(default=True, description="Use the pairs' mined hard "
+                                 "negatives beside the in-batch ones.")
+    dev_evalset: str = Field(default="", description="Dev set for early stopping; empty means "
+                             "the project's ($PLIMSOLL_DEV_EVALSET, default "
+                             "evalsets/python_docs_dev.jsonl); 'none' trains every epoch and "
+                             "keeps the last.")
     learning_rate: float = Field(default=5e-5, gt=0, description="AdamW learning rate.")
     batch_size: int = Field(default=16, ge=2, description="Pairs per step; the other passages "
                             "of a batch are the negatives.")
@@ -42,9 +59,9 @@ class TrainingConfig(dg.Config):
     frozen_layers: int = Field(default=2, ge=0, description="Lower transformer layers kept "
                                "fixed.")
     passage_gradients: bool = Field(default=False, description="Back-propagate through the "
-                                    "passage side too. Off: passages are encoded without "
-                                    "gradients as targets the queries learn to meet (about "
-                                    "twice as fast on CPU, same recall on the CI set).")
+                                    "passage side too. Off: every passage is encoded once per "
+                                    "epoch, without gradients, as a target the queries learn "
+                                    "to meet (several times faster on CPU).")
     precision: Literal["auto", "bf16", "fp32"] = Field(
         default="auto", description="Precision of the forward passes: auto is bf16 on a CPU "
         "that computes it natively (AVX512-BF16 or AMX), else fp32 (on CUDA too, where this "
@@ -75,26 +92,62 @@ def dagster_run_finished(instance: dg.DagsterInstance, run_id: str) -> bool | No
     return None if record is None else record.is_finished
 
 
+def _dev_set(dev_evalset: str, project: ProjectFiles, slice_storage: SliceStorage,
+             training_pairs: TrainingPairsFile) -> object | None:
+    """The dev set over the very slices the pairs came from (None: 'none' was asked)."""
+    from plimsoll.common.errors import PlimsollError
+    from plimsoll.evaluation.evalsets import load_evalset
+    from plimsoll.training.validation import dev_set_for_training
+
+    if dev_evalset == "none":
+        return None
+    store = slice_storage.store()
+    published = [store.published(name) for name in sorted(training_pairs.slices)]
+    changed = [p.name for p in published if p.content_hash != training_pairs.slices[p.name]]
+    if changed:
+        raise PlimsollError(f"slices {changed} were published again after these training "
+                            "pairs were derived", field="training_pairs",
+                            fix="re-materialize training_pairs, then finetuned_encoder")
+    return dev_set_for_training(load_evalset(project.path(dev_evalset or project.dev_evalset)),
+                                published)
+
+
 def _train_in_run(context: dg.AssetExecutionContext, run: object, base: object,
                   pairs: list, params: object, device: str, precision: str,
-                  pairs_digest: str, home: PlimsollHome) -> object:
+                  pairs_digest: str, home: PlimsollHome, dev: object | None) -> object:
     """Log the run's inputs, fine-tune, and log its outputs (run: a registry TrainingRun)."""
     from plimsoll.training.finetune import fine_tune
 
     run.log_params({**params.as_dict(), "base_model_digest": base.digest,
                     "pair_count": len(pairs), "device": device,
-                    "resolved_precision": precision, "training_pairs_digest": pairs_digest})
+                    "resolved_precision": precision, "training_pairs_digest": pairs_digest,
+                    "hard_negative_count": sum(bool(p.negative) for p in pairs),
+                    "dev_set": dev.name if dev else "none",
+                    "dev_set_hash": dev.eval_set_hash if dev else "",
+                    "dev_questions": len(dev.questions) if dev else 0})
 
     def on_step(step: int, loss: float, lr: float) -> None:
         run.log_metrics({"loss": loss, "learning_rate": lr}, step=step)
         if step % 10 == 0:
             context.log.info(f"step {step}: loss {loss:.4f}")
 
+    def on_epoch(epoch: int, scores: dict[str, float]) -> None:
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+        context.log.info(f"epoch {epoch}: dev set {shown}")
+        run.log_metrics({f"dev_{k.replace('@', '_at_')}": v for k, v in scores.items()},
+                        step=epoch)
+
     result = fine_tune(base, pairs, params, home.layout.training_work, home.layout.checkpoints,
-                       on_step=on_step)
-    run.log_params({"checkpoint_digest": result.checkpoint.digest})
+                       on_step=on_step, dev=dev, on_epoch=on_epoch)
+    run.log_params({"checkpoint_digest": result.checkpoint.digest,
+                    "chosen_epoch": result.chosen_epoch,
+                    "epochs_run": len(result.epoch_scores) or params.epochs})
     run.log_artifacts(result.checkpoint.path, "checkpoint")
-    run.log_metrics({"final_loss": result.losses[-1]})
+    run.log_metrics({"final_loss": result.losses[-1],
+                     **{f"chosen_dev_{k.replace('@', '_at_')}": v
+                        for k, v in result.chosen_score.items()},
+                     **{f"base_dev_{k.replace('@', '_at_')}": v
+                        for k, v in result.base_scores.items()}})
     run.set_tag("plimsoll.training_notes", " | ".join(result.notes)[:5000])
     return result
 
@@ -106,8 +159,9 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
     @dg.asset(group_name=GROUP, deps=["dataset_slice"], kinds={"jsonl"}, code_version="1")
     def training_pairs(context: dg.AssetExecutionContext, config: PairsConfig,
                        home: PlimsollHome, slice_storage: SliceStorage,
-                       manifests: DataManifests) -> dg.Output[TrainingPairsFile]:
-        """(query, passage) pairs derived from slices that passed their checks."""
+                       manifests: DataManifests,
+                       encoder: EncoderModel) -> dg.Output[TrainingPairsFile]:
+        """(query, passage, hard negative) triples from slices that passed their checks."""
         from plimsoll.common.errors import PlimsollError
         from plimsoll.common.hashing import sha256_json
         from plimsoll.datasets.manifests import load_manifest, manifest_digest
@@ -127,6 +181,16 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
         store = slice_storage.store()
         published = [store.published(name) for name in config.training_slices]
         pairs = derive_pairs(published)
+        mining = None
+        if config.hard_negatives and pairs:
+            from plimsoll.retrieval.encoder import Encoder
+            from plimsoll.training.negatives import MiningParams, mine_hard_negatives
+
+            context.log.info(f"mining hard negatives for {len(pairs)} queries (BM25 and the "
+                             "base encoder)")
+            pairs, mining = mine_hard_negatives(pairs, Encoder(encoder.directory()),
+                                                MiningParams())
+            context.log.info(f"hard negatives: {mining.as_dict()}")
         path, digest = write_pairs(pairs, home.layout.training_pairs)
         slices = {s.name: s.content_hash for s in published}
         data_manifest = {name: {"content_hash": slices[name], "manifest_digest": manifest_digest(
@@ -136,15 +200,19 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
                               data_manifest_digest=sha256_json(data_manifest)),
             data_version=dg.DataVersion(digest),
             metadata={"pair_count": dg.MetadataValue.int(len(pairs)), "digest": digest,
+                      "query_kinds": dg.MetadataValue.json(dict(Counter(p.kind for p in pairs))),
+                      "hard_negatives": dg.MetadataValue.json(
+                          {**mining.as_dict(), **MiningParams().as_dict()} if mining else None),
                       "slice_hashes": dg.MetadataValue.json(slices),
                       "sample": dg.MetadataValue.json(
-                          [{"query": p.query, "passage": p.passage[:160]} for p in pairs[:3]])})
+                          [{"query": p.query, "kind": p.kind, "passage": p.passage[:160],
+                            "negative": p.negative[:160]} for p in pairs[:6]])})
 
     @dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"}, code_version="1",
               op_tags=k8s_op_tags or None)
     def finetuned_encoder(context: dg.AssetExecutionContext, config: TrainingConfig,
                           training_pairs: TrainingPairsFile, home: PlimsollHome,
-                          encoder: EncoderModel,
+                          encoder: EncoderModel, slice_storage: SliceStorage,
                           mlflow: MlflowStore, project: ProjectFiles) -> dg.Output[Checkpoint]:
         """The encoder fine-tuned for retrieval on the training pairs, as a hashed checkpoint."""
         from plimsoll.common.provenance import container_image_digest, git_commit
@@ -161,7 +229,10 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
         from plimsoll.training.pairs import read_pairs
 
         pairs = read_pairs(training_pairs)
-        params = TrainingParams(**config.model_dump())
+        settings = config.model_dump()
+        dev_evalset = settings.pop("dev_evalset")
+        params = TrainingParams(**settings)
+        dev = _dev_set(dev_evalset, project, slice_storage, training_pairs)
         device = pick_device()
         precision = resolve_precision(params.precision, device)
         base = encoder.directory()
@@ -174,7 +245,7 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
             context.log.warning(note)
         tags = {ASSET_TAG: "finetuned_encoder", DAGSTER_RUN_TAG: context.run_id,
                 "plimsoll.training_fingerprint": training_fingerprint(base, pairs, params,
-                                                                      precision),
+                                                                      precision, dev),
                 "git_commit": git_commit(Path(project.directory)),
                 "container_image_digest": container_image_digest(),
                 "trained_by": current_actor(),
@@ -185,7 +256,7 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
         with registry.training_run(experiment_id, f"finetune-{context.run_id[:8]}",
                                    tags) as run:
             result = _train_in_run(context, run, base, pairs, params, device, precision,
-                                   training_pairs.digest, home)
+                                   training_pairs.digest, home, dev)
         run_id = run.run_id
         for note in result.notes:
             context.log.info(note)
@@ -205,6 +276,10 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
             "resumed_from_step": dg.MetadataValue.int(result.resumed_from_step),
             "training_notes": dg.MetadataValue.json(list(result.notes)),
             "final_loss": dg.MetadataValue.float(result.losses[-1]),
+            "chosen_epoch": dg.MetadataValue.int(result.chosen_epoch),
+            "dev_scores_by_epoch": dg.MetadataValue.json(
+                {"before training": result.base_scores,
+                 **{f"epoch {i}": s for i, s in enumerate(result.epoch_scores, 1)}}),
             "mlflow_run_id": run_id,
             "hyperparameters": dg.MetadataValue.json(params.as_dict())})
 

@@ -39,6 +39,7 @@ def _common(settings: Settings) -> dict[str, object]:
     return {
         "home": PlimsollHome(path=str(settings.home)),
         "project": ProjectFiles(directory=str(settings.project_dir), evalset=str(settings.evalset),
+                                dev_evalset=str(settings.dev_evalset),
                                 redteam=str(settings.redteam),
                                 guard_policy=str(settings.guard_policy),
                                 prompts=str(settings.prompts)),

@@ -26,6 +26,9 @@ class ProjectFiles(dg.ConfigurableResource):
     directory: str = Field(description="The project folder ($PLIMSOLL_PROJECT_DIR, else found "
                            "from the working directory); relative paths resolve in it.")
     evalset: str = Field(description="The CI eval set (JSONL).")
+    dev_evalset: str = Field(default="evalsets/python_docs_dev.jsonl",
+                             description="The dev set (JSONL): early stopping and recipe "
+                             "choices read it; never trained on, never gated.")
     redteam: str = Field(description="The red-team set (JSONL).")
     guard_policy: str = Field(description="The query-time guard policy (YAML).")
     prompts: str = Field(description="The folder of prompt templates.")

@@ -32,6 +32,8 @@ PROJECT_FILES: dict[str, tuple[str, str]] = {
     "manifests": ("PLIMSOLL_MANIFESTS", "data_manifests"),
     "prompts": ("PLIMSOLL_PROMPTS", "prompts"),
     "evalset": ("PLIMSOLL_EVALSET", "evalsets/python_docs_ci.jsonl"),
+    # The dev set: early stopping and recipe choices read it; never trained on, never gated.
+    "dev_evalset": ("PLIMSOLL_DEV_EVALSET", "evalsets/python_docs_dev.jsonl"),
     "redteam": ("PLIMSOLL_REDTEAM", "evalsets/redteam.jsonl"),
 }
 
@@ -49,6 +51,7 @@ class Settings:
     manifests: Path
     prompts: Path
     evalset: Path
+    dev_evalset: Path
     redteam: Path
     # The MLflow store, and what chose it (for messages that say what to change).
     tracking_uri: str

@@ -16,7 +16,7 @@ from plimsoll.evaluation.redteam import (
     run_threat_checks,
 )
 from plimsoll.evaluation.report import markdown, write_report
-from plimsoll.evaluation.scoring import evaluate_answerer, evaluate_bm25
+from plimsoll.evaluation.scoring import evaluate_answerer, evaluate_bm25, evaluate_retrieval
 from plimsoll.guard.classifier import MODEL_PATH as CLASSIFIER_PATH
 from plimsoll.guard.classifier import classifier_digest
 from plimsoll.release.registry import ModelRegistry
@@ -73,16 +73,20 @@ def run_candidate_eval(*, reports_dir: Path, evalset_path: Path,
                        abstain_template: Path, candidate: dict[str, str], base: dict[str, str],
                        registry: ModelRegistry, mlflow_run_id: str, eval_registry: EvalRegistry,
                        model_ref: str, commit_sha: str, guard_policy: Path | None = None,
-                       redteam_path: Path | None = None) -> EvalOutcome:
-    """Score candidate, base and BM25; write, log and record the report.
+                       redteam_path: Path | None = None,
+                       dev_evalset_path: Path | None = None) -> EvalOutcome:
+    """Score candidate, base, BM25 and hybrid; write, log and record the report.
 
     The candidate's guarded query path also runs the red-team set: attacks that get
-    through count as critical violations.
+    through count as critical violations. `hybrid` is the candidate's encoder with BM25
+    fused in (reciprocal rank), measured the same way so the report shows whether it
+    helps. The dev set (the one the recipe is chosen on) is scored for retrieval too, in a
+    section of its own: the gate reads the eval set only.
     """
     evalset = load_evalset(evalset_path).limited(limit)
     redteam = load_redteam(redteam_path) if redteam_path else None
     templates = (load_template(answer_template), load_template(abstain_template))
-    runs, threats = [], None
+    runs, threats, answerers = [], None, {}
     for system, bundle in (("finetuned", candidate), ("base", base)):
         answerer = build_answerer(bundle["encoder_path"], bundle["snapshot_path"],
                                   answer_template, abstain_template,
@@ -96,7 +100,18 @@ def run_candidate_eval(*, reports_dir: Path, evalset_path: Path,
             threats = run_threat_checks(answerer, redteam.only(ATTACK_CATEGORIES))
             add_threat_metrics(run.metrics, threats)
         runs.append(run)
-    runs.append(evaluate_bm25(IndexSnapshot(Path(candidate["snapshot_path"])), evalset))
+        answerers[system] = answerer
+    answerers["hybrid"] = answerers["finetuned"].with_retrieval("hybrid")
+    snapshot = IndexSnapshot(Path(candidate["snapshot_path"]))
+    runs.append(evaluate_bm25(snapshot, evalset))
+    runs.append(evaluate_answerer("hybrid", answerers["hybrid"], evalset, cost_per_cpu_second))
+    dev_runs = []
+    if dev_evalset_path is not None:
+        dev = load_evalset(dev_evalset_path)
+        dev.check_doc_ids(snapshot.chunks["doc_id"])
+        dev_runs = [evaluate_retrieval(system, answerers[system], dev)
+                    for system in ("finetuned", "base", "hybrid")]
+        dev_runs.append(evaluate_bm25(snapshot, dev))
     context = {"model_ref": model_ref, "eval_set": str(evalset_path.name),
                "eval_set_hash": evalset.content_hash, "questions": len(evalset.questions),
                "seed": seed, "commit": commit_sha, "abstain_below": abstain_below,
@@ -104,14 +119,19 @@ def run_candidate_eval(*, reports_dir: Path, evalset_path: Path,
                "index_snapshot_id": Path(candidate["snapshot_path"]).name}
     if threats is not None:
         context["redteam_hash"] = threats.redteam_hash
+    if dev_runs:
+        context["dev_set"], context["dev_set_hash"] = dev_evalset_path.name, dev.content_hash
     report_id = sha256_json({"context": context,
-                             "systems": {r.system: r.metrics for r in runs}})[:16]
-    paths = write_report(reports_dir / report_id, runs, context, threats)
+                             "systems": {r.system: r.metrics for r in runs},
+                             "dev": {r.system: r.metrics for r in dev_runs}})[:16]
+    paths = write_report(reports_dir / report_id, runs, context, threats, dev_runs)
 
-    registry.log_eval(mlflow_run_id, {
-        f"{prefix}.{_metric_key(name)}": value
-        for prefix, run in zip(("eval", "base", "bm25"), runs, strict=True)
-        for name, value in run.metrics.items()},
+    metrics = {f"{prefix}.{_metric_key(name)}": value
+               for prefix, run in zip(("eval", "base", "bm25", "hybrid"), runs, strict=True)
+               for name, value in run.metrics.items()}
+    metrics.update({f"dev.{run.system}.{_metric_key(name)}": value
+                    for run in dev_runs for name, value in run.metrics.items()})
+    registry.log_eval(mlflow_run_id, metrics,
         tags={"eval_set_hash": evalset.content_hash}, artifacts=paths.values(),
         artifact_path="eval_report")
     for run in runs[:2]:
@@ -123,7 +143,9 @@ def run_candidate_eval(*, reports_dir: Path, evalset_path: Path,
     return EvalOutcome(
         systems={r.system: r.metrics for r in runs}, eval_set_hash=evalset.content_hash,
         seed=seed, report_id=report_id, report_digest=sha256_file(paths["json"]),
-        paths={k: str(v) for k, v in paths.items()}, markdown=markdown(runs, context),
+        paths={k: str(v) for k, v in paths.items()},
+        markdown=markdown(runs, context, threats, dev_runs),
+        dev_systems={r.system: r.metrics for r in dev_runs},
         abstain_below=abstain_below, answer_template=str(answer_template),
         abstain_template=str(abstain_template), template_ref=templates[0].ref,
         guard_policy=str(guard_policy) if guard_policy else "",

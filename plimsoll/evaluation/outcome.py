@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class EvalOutcome:
-    """The candidate's eval: scores of each system (finetuned, base, bm25) and the report."""
+    """The candidate's eval: scores of each system (finetuned, base, bm25, hybrid), the report."""
 
     systems: dict[str, dict[str, float]]
     eval_set_hash: str
@@ -25,6 +25,9 @@ class EvalOutcome:
     guard_classifier: str
     guard_classifier_digest: str
     redteam_hash: str
+    # The dev set's retrieval scores per system ({} when the eval had no dev set): the
+    # recipe is chosen on it, the gate never reads it.
+    dev_systems: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def candidate(self) -> dict[str, float]:

@@ -18,7 +18,8 @@ REPORT_CONFIDENCE = 0.95
 
 
 def write_report(directory: Path, runs: Sequence[EvalRun], context: dict[str, object],
-                 threats: ThreatReport | None = None) -> dict[str, Path]:
+                 threats: ThreatReport | None = None,
+                 dev_runs: Sequence[EvalRun] = ()) -> dict[str, Path]:
     """report.json, report.md and report.png in `directory`; the first run is the candidate."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / "report.json", "markdown": directory / "report.md",
@@ -29,8 +30,9 @@ def write_report(directory: Path, runs: Sequence[EvalRun], context: dict[str, ob
         "questions": runs[0].rows,
         "soft_violation_bounds": soft_violation_bounds(runs[0].metrics),
         "threat_checks": threats.as_dict() if threats else None,
+        "dev_set": {run.system: run.metrics for run in dev_runs} or None,
     }, indent=2, sort_keys=True, default=str))
-    text = markdown(runs, context, threats)
+    text = markdown(runs, context, threats, dev_runs)
     paths["markdown"].write_text(text)
     paths["html"].write_text(html(text))
     plot(runs, paths["plot"])
@@ -48,7 +50,7 @@ def soft_violation_bounds(metrics: dict[str, float]) -> dict[str, float] | None:
 
 
 def markdown(runs: Sequence[EvalRun], context: dict[str, object],
-             threats: ThreatReport | None = None) -> str:
+             threats: ThreatReport | None = None, dev_runs: Sequence[EvalRun] = ()) -> str:
     """The report people read in MLflow and Dagster."""
     systems = [run.system for run in runs]
     lines = ["# Eval report", ""]
@@ -58,6 +60,14 @@ def markdown(runs: Sequence[EvalRun], context: dict[str, object],
     for name in RETRIEVAL_METRICS:
         lines.append(f"| {name} | " + " | ".join(
             metric(name).show(run.metrics.get(name)) for run in runs) + " |")
+    if dev_runs:
+        names = [run.system for run in dev_runs]
+        lines += ["", f"## Dev set ({context.get('dev_set', 'dev')}: the recipe is chosen on "
+                  "it; the gate reads the eval set above)", "",
+                  "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for name in RETRIEVAL_METRICS:
+            lines.append(f"| {name} | " + " | ".join(
+                metric(name).show(run.metrics.get(name)) for run in dev_runs) + " |")
     lines += ["", "## Answers and service", "", "| metric | " + " | ".join(systems) + " |",
               "|---|" + "---|" * len(systems)]
     for name in in_group("service"):

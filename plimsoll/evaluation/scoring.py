@@ -112,6 +112,14 @@ def _p50_p95_ms(seconds: Sequence[float]) -> tuple[float, float]:
             1000 * ordered[round(0.95 * (len(ordered) - 1))])
 
 
+def evaluate_retrieval(system: str, answerer: Answerer, evalset: EvalSet) -> EvalRun:
+    """Retrieval only (no guard, no answer): the ranked documents of each question."""
+    questions = [q for q in evalset.questions if q.answerable]
+    ranked = [[hit.doc_id for hit in answerer.search(q.question)[0]] for q in questions]
+    return EvalRun(system=system, metrics=retrieval_scores(ranked,
+                                                           [q.gold_doc_ids for q in questions]))
+
+
 def evaluate_bm25(snapshot: IndexSnapshot, evalset: EvalSet, k: int = 10) -> EvalRun:
     """BM25 over the same chunks (bm25s), as the lexical baseline."""
     import bm25s

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from plimsoll.common.settings import ABSTAIN_BELOW
 from plimsoll.guard import Finding, Guard, GuardPolicy, Verdict, redact
 from plimsoll.retrieval.encoder import Encoder
+from plimsoll.retrieval.hybrid import RETRIEVAL_MODES, LexicalIndex, hybrid_search
 from plimsoll.retrieval.snapshot import Hit, IndexSnapshot, query_snapshot
 from plimsoll.serving.prompts import PromptTemplate
 
@@ -82,7 +83,10 @@ class Answerer:
                  k: int = 10,
                  metadata: dict[str, str] | None = None, *, guard: Guard | None = None,
                  refuse_template: PromptTemplate | None = None,
-                 facts_template: PromptTemplate | None = None, mode: str = "answer") -> None:
+                 facts_template: PromptTemplate | None = None, mode: str = "answer",
+                 retrieval: str = "dense") -> None:
+        if retrieval not in RETRIEVAL_MODES:
+            raise ValueError(f"retrieval '{retrieval}' is not one of {RETRIEVAL_MODES}")
         if mode not in MODES:
             raise ValueError(f"answer mode '{mode}' is not one of {MODES}")
         if mode == "facts" and facts_template is None:
@@ -97,6 +101,9 @@ class Answerer:
         self.k = k
         self.guard = guard
         self.mode = mode
+        self.retrieval = retrieval
+        # hybrid: BM25 over the snapshot's chunks, built on first use (a fraction of a second)
+        self._lexical = None
         template = facts_template if mode == "facts" else answer_template
         self.metadata = {"index_snapshot_id": snapshot.snapshot_id,
                          "prompt_template": template.ref, "answer_mode": mode,
@@ -115,7 +122,20 @@ class Answerer:
         return Answerer(self.encoder, self.snapshot, self.answer_template,
                         self.abstain_template, self.abstain_below, self.k, metadata=extra,
                         guard=self.guard, refuse_template=self.refuse_template,
-                        facts_template=self.facts_template, mode=mode)
+                        facts_template=self.facts_template, mode=mode,
+                        retrieval=self.retrieval)
+
+    def with_retrieval(self, retrieval: str) -> Answerer:
+        """The same bundle retrieving another way (dense, or hybrid: BM25 fused with dense)."""
+        if retrieval == self.retrieval:
+            return self
+        extra = {k: v for k, v in self.metadata.items()
+                 if k not in ("index_snapshot_id", "prompt_template", "answer_mode")}
+        return Answerer(self.encoder, self.snapshot, self.answer_template,
+                        self.abstain_template, self.abstain_below, self.k, metadata=extra,
+                        guard=self.guard, refuse_template=self.refuse_template,
+                        facts_template=self.facts_template, mode=self.mode,
+                        retrieval=retrieval)
 
     def retrieve(self, question: str) -> tuple[Hit, ...]:
         """The k nearest passages of the snapshot."""
@@ -126,6 +146,11 @@ class Answerer:
         if not _same_encoder(self):
             return self.retrieve(question), None  # raises SnapshotConflictError, naming the fix
         vector = self.encoder.embed([question])
+        if self.retrieval == "hybrid":
+            if self._lexical is None:
+                self._lexical = LexicalIndex(self.snapshot.chunks["text"])
+            return tuple(hybrid_search(self.snapshot, self._lexical, vector, [question],
+                                       self.k)[0]), vector[0]
         return tuple(self.snapshot.search(vector, self.k)[0]), vector[0]
 
     def answer(self, question: object, *, strict: bool = False, tracer=None) -> Answer:

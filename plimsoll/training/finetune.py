@@ -10,7 +10,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,9 +26,12 @@ from plimsoll.retrieval.snapshot import clean_stale_staging, staging_directory
 
 if TYPE_CHECKING:
     from plimsoll.release.registry import ModelRegistry
+    from plimsoll.training.validation import DevSet
 
 STATE_FILE = "training_state.pt"
-STATE_KEYS = frozenset({"model", "optimizer", "scheduler", "rng", "step", "losses", "cuda_rng"})
+STATE_KEYS = frozenset({"model", "optimizer", "scheduler", "rng", "step", "losses", "cuda_rng",
+                        "epoch_scores", "base_scores", "bank"})
+BEST_FILE = "best_model.pt"  # the weights of the best epoch so far, for early stopping
 log = logging.getLogger(__name__)
 GROUP = 4  # texts per padded group: a batch is encoded in length-sorted groups
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -51,6 +54,9 @@ class TrainingParams:
     warmup_ratio: float = 0.1
     scale: float = 20.0
     save_every: int = 25
+    hard_negatives: bool = True  # the pairs' mined negatives join the in-batch ones
+    patience: int = 1  # epochs without a better dev score before training stops
+    selection_metric: str = "mrr"  # what the dev set is scored on to choose the epoch
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict for MLflow params and lineage."""
@@ -59,10 +65,18 @@ class TrainingParams:
 
 @dataclass(frozen=True)
 class Pair:
-    """A query and the passage that answers it."""
+    """A query, the passage that answers it, its document and a mined hard negative.
+
+    `doc_id` tells in-batch duplicates apart: two queries on one document share a positive,
+    and each must not be trained to push the other's passage away.
+    """
 
     query: str
     passage: str
+    doc_id: str = ""
+    negative: str = ""  # a passage that looks relevant and is not ("" when none was mined)
+    negative_doc_id: str = ""
+    kind: str = ""  # which rule made the query (sentence, question, name)
 
 
 @dataclass(frozen=True)
@@ -78,20 +92,34 @@ class TrainingResult:
     # What the run decided on its own, for people: always first how it began (from step 0,
     # resumed, or started over because the saved state was unreadable).
     notes: tuple[str, ...] = ()
+    # Early stopping: the dev score after each epoch run, and the epoch kept (1-based; 0
+    # when no dev set was given and the last epoch is kept).
+    epoch_scores: tuple[dict[str, float], ...] = ()
+    chosen_epoch: int = 0
+    base_scores: dict[str, float] = field(default_factory=dict)  # the dev set before training
+
+    @property
+    def chosen_score(self) -> dict[str, float]:
+        """The dev scores of the kept epoch ({} without a dev set)."""
+        return dict(self.epoch_scores[self.chosen_epoch - 1]) if self.chosen_epoch else {}
 
 
 StepCallback = Callable[[int, float, float], None]  # (step, loss, learning rate)
+EpochCallback = Callable[[int, dict[str, float]], None]  # (epoch, dev scores)
 
 
 def training_fingerprint(base: EncoderDirectory, pairs: Sequence[Pair],
-                         params: TrainingParams, precision: str) -> str:
-    """What determines the checkpoint: base weights, data, hyperparameters, precision.
+                         params: TrainingParams, precision: str,
+                         dev: DevSet | None = None) -> str:
+    """What determines the checkpoint: base weights, data, hyperparameters, precision, dev set.
 
-    The resolved precision is part of it, so a bf16 run never resumes an fp32 one.
+    The resolved precision is part of it, so a bf16 run never resumes an fp32 one; the dev
+    set too, since it chooses the epoch that is kept.
     """
     return sha256_json({"base": base.digest, "pairs": sha256_json(
-        [[p.query, p.passage] for p in pairs]), "params": params.as_dict(),
-        "precision": precision})
+        [[p.query, p.passage, p.doc_id, p.negative, p.negative_doc_id] for p in pairs]),
+        "params": params.as_dict(), "precision": precision,
+        "dev": dev.digest if dev is not None else None})
 
 
 # A training run logs its loss every step (seconds apart); one silent this long is dead,
@@ -162,11 +190,15 @@ def resolve_precision(requested: str, device: str) -> str:
 
 def fine_tune(base: EncoderDirectory, pairs: Sequence[Pair], params: TrainingParams,
               work_dir: Path, checkpoints_dir: Path, on_step: StepCallback | None = None,
-              stop_after_step: int | None = None) -> TrainingResult:
+              stop_after_step: int | None = None, dev: DevSet | None = None,
+              on_epoch: EpochCallback | None = None) -> TrainingResult:
     """Fine-tune `base`; resume from work_dir's last saved step; write a hashed checkpoint.
 
-    `stop_after_step` ends the run early after saving (used to test resumption). A saved
-    state that cannot be read is moved aside and the run starts over; `notes` says which.
+    With a `dev` set, the model is scored on it after each epoch; training stops once
+    `params.patience` epochs in a row have not beaten the best, and the checkpoint holds the
+    best epoch's weights. `stop_after_step` ends the run early after saving (used to test
+    resumption). A saved state that cannot be read is moved aside and the run starts over;
+    `notes` says which.
     """
     from transformers.utils import logging as transformers_logging
 
@@ -176,20 +208,34 @@ def fine_tune(base: EncoderDirectory, pairs: Sequence[Pair], params: TrainingPar
         raise PlimsollError(f"only {len(pairs)} training pairs; in-batch negatives need at "
                             "least 2", field="training_slices",
                             fix="add training slices or lower their filters")
+    if params.selection_metric not in _selection_metrics():
+        raise PlimsollError(f"unknown selection metric {params.selection_metric!r}",
+                            field="selection_metric",
+                            fix=f"use one of {', '.join(_selection_metrics())}")
+    if params.patience < 1 or params.epochs < 1:
+        raise PlimsollError(f"epochs {params.epochs} and patience {params.patience}",
+                            field="patience", fix="give at least 1 epoch and a patience of 1")
     device = pick_device()
     precision = resolve_precision(params.precision, device)
-    fingerprint = training_fingerprint(base, pairs, params, precision)
+    fingerprint = training_fingerprint(base, pairs, params, precision, dev)
     work_dir = Path(work_dir) / fingerprint[:16]
     work_dir.mkdir(parents=True, exist_ok=True)
     with _work_dir_lock(work_dir):
         return _fine_tune(base, pairs, params, work_dir, checkpoints_dir, on_step,
-                          stop_after_step, device, precision, fingerprint)
+                          stop_after_step, device, precision, fingerprint, dev, on_epoch)
+
+
+def _selection_metrics() -> tuple[str, ...]:
+    from plimsoll.training.validation import SELECTION_METRICS
+
+    return SELECTION_METRICS
 
 
 def _fine_tune(base: EncoderDirectory, pairs: Sequence[Pair], params: TrainingParams,
                work_dir: Path, checkpoints_dir: Path, on_step: StepCallback | None,
                stop_after_step: int | None, device: str, precision: str,
-               fingerprint: str) -> TrainingResult:
+               fingerprint: str, dev: DevSet | None,
+               on_epoch: EpochCallback | None) -> TrainingResult:
     """The training loop, with the work folder locked."""
     import torch
     from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
@@ -210,10 +256,11 @@ def _fine_tune(base: EncoderDirectory, pairs: Sequence[Pair], params: TrainingPa
         optimizer, int(total_steps * params.warmup_ratio), total_steps)
     order = _batch_order(len(pairs), params, batches_per_epoch)
 
-    start_step, losses = 0, []
-    state_path = work_dir / STATE_FILE
+    start_step, losses, epoch_scores, base_scores = 0, [], [], {}
+    state_path, best_path = work_dir / STATE_FILE, work_dir / BEST_FILE
     state, begun = _saved_state(state_path, model, total_steps)
     log.info("fine-tune %s: %s", fingerprint[:12], begun)
+    bank = None if params.passage_gradients else PassageBank(pairs, dev)
     if state is not None:
         try:
             model.load_state_dict(state["model"])
@@ -222,6 +269,8 @@ def _fine_tune(base: EncoderDirectory, pairs: Sequence[Pair], params: TrainingPa
             torch.set_rng_state(state["rng"])
             if device == "cuda" and state.get("cuda_rng") is not None:
                 torch.cuda.set_rng_state_all(state["cuda_rng"])
+            if bank is not None:
+                bank.restore(state["bank"], device)
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             # Half applied: the model may hold some saved weights, so starting over here
             # would not be a clean start.
@@ -229,17 +278,41 @@ def _fine_tune(base: EncoderDirectory, pairs: Sequence[Pair], params: TrainingPa
                                 file=state_path, fix="delete it to start this fine-tune over"
                                 ) from None
         start_step, losses = state["step"], list(state["losses"])
+        epoch_scores = [dict(score) for score in state.get("epoch_scores", [])]
+        base_scores = dict(state.get("base_scores") or {})
+    elif bank is not None:
+        bank.refresh(model, tokenizer, params, device, precision)
+    if dev is not None and not base_scores:
+        base_scores = _dev_scores(model, tokenizer, dev, bank, device, params, precision)
     resumed_from = start_step
+    stopped_early = _patience_spent(epoch_scores, params) if dev is not None else False
+
+    def save(path: Path, done: int) -> None:
+        _save_state(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+                           "step": done, "cuda_rng": torch.cuda.get_rng_state_all()
+                           if device == "cuda" else None, "losses": losses,
+                           "epoch_scores": epoch_scores, "base_scores": base_scores,
+                           "bank": bank.vectors.cpu() if bank is not None else None})
 
     model.train()
     for step in range(start_step, total_steps):
+        if stopped_early:
+            break
         batch = [pairs[i] for i in order[step]]
+        negatives = [p for p in batch if p.negative] if params.hard_negatives else []
         with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
             queries = _encode(model, tokenizer, [p.query for p in batch],
                               params.query_max_length, device)
-            passages = _encode_passages(model, tokenizer, [p.passage for p in batch], params,
-                                        device)
+            if bank is None:
+                passages = _encode(model, tokenizer, [p.passage for p in batch]
+                                   + [p.negative for p in negatives], params.max_length,
+                                   device, GROUP)
+            else:
+                passages = bank.lookup([p.passage for p in batch]
+                                       + [p.negative for p in negatives])
         scores = queries @ passages.T * params.scale
+        scores = scores.masked_fill(_false_negatives(batch, negatives, device), float("-inf"))
         labels = torch.arange(len(batch), device=device)
         loss = torch.nn.functional.cross_entropy(scores, labels)
         loss.backward()
@@ -251,23 +324,162 @@ def _fine_tune(base: EncoderDirectory, pairs: Sequence[Pair], params: TrainingPa
         if on_step:
             on_step(step + 1, losses[-1], scheduler.get_last_lr()[0])
         done = step + 1
-        if done % params.save_every == 0 or done in (total_steps, stop_after_step):
-            _save_state(state_path, {"model": model.state_dict(),
-                                     "optimizer": optimizer.state_dict(),
-                                     "scheduler": scheduler.state_dict(),
-                                     "rng": torch.get_rng_state(), "step": done,
-                                     "cuda_rng": torch.cuda.get_rng_state_all()
-                                     if device == "cuda" else None,
-                                     "losses": losses})
+        epoch_end = done % batches_per_epoch == 0
+        if epoch_end and bank is not None and (done < total_steps or dev is not None):
+            bank.refresh(model, tokenizer, params, device, precision)
+        if epoch_end and dev is not None:
+            epoch_scores.append(_dev_scores(model, tokenizer, dev, bank, device, params,
+                                            precision))
+            if _best_epoch(epoch_scores, params) == len(epoch_scores):
+                _save_state(best_path, {"model": model.state_dict(),
+                                        "epoch": len(epoch_scores)})
+            if on_epoch:
+                on_epoch(len(epoch_scores), epoch_scores[-1])
+            stopped_early = _patience_spent(epoch_scores, params) and done < total_steps
+        if (done % params.save_every == 0 or epoch_end or stopped_early
+                or done in (total_steps, stop_after_step)):
+            save(state_path, done)
         if done == stop_after_step:
             raise TrainingInterrupted(done)
 
+    chosen, notes = 0, [begun]
+    if dev is not None and epoch_scores:
+        chosen = _best_epoch(epoch_scores, params)
+        if chosen != len(epoch_scores):
+            best = torch.load(best_path, map_location="cpu", weights_only=True)
+            if best.get("epoch") != chosen:
+                raise PlimsollError(f"the saved best weights are of epoch {best.get('epoch')}, "
+                                    f"not {chosen}", file=best_path,
+                                    fix="delete the work folder to train this run again")
+            model.load_state_dict(best["model"])
+        metric = params.selection_metric
+        notes.append(f"dev set {dev.name}: {metric} {base_scores.get(metric, 0.0):.3f} before "
+                     "training, then by epoch "
+                     + ", ".join(f"{s.get(metric, 0.0):.3f}" for s in epoch_scores)
+                     + f"; kept epoch {chosen}"
+                     + (f" (stopped early after epoch {len(epoch_scores)})"
+                        if len(epoch_scores) < params.epochs else ""))
+    selection = {"dev_set": dev.name, "dev_set_hash": dev.eval_set_hash,
+                 "metric": params.selection_metric, "epoch_scores": epoch_scores,
+                 "base_scores": base_scores, "questions": len(dev.questions),
+                 "chosen_epoch": chosen} if dev is not None else None
     checkpoint, stored = _write_checkpoint(model, tokenizer, base, checkpoints_dir, fingerprint,
-                                           params, precision)
-    return TrainingResult(checkpoint=checkpoint, steps=total_steps,
+                                           params, precision, selection)
+    return TrainingResult(checkpoint=checkpoint, steps=len(losses),
                           resumed_from_step=resumed_from, losses=losses,
                           fingerprint=fingerprint, precision=precision,
-                          notes=(begun, *stored))
+                          notes=(*notes, *stored), epoch_scores=tuple(epoch_scores),
+                          chosen_epoch=chosen, base_scores=base_scores)
+
+
+def _dev_scores(model, tokenizer, dev: DevSet, bank: PassageBank | None, device: str,
+                params: TrainingParams, precision: str) -> dict[str, float]:
+    """The dev set's scores of the model as it is now (the bank holds its passages)."""
+    import torch
+
+    from plimsoll.training.validation import score_vectors
+
+    model.eval()
+    try:
+        with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16,
+                                              enabled=precision == "bf16"):
+            questions = _encode_many(model, tokenizer, list(dev.questions),
+                                     params.query_max_length, device)
+            docs = (bank.lookup(list(dev.doc_texts)) if bank is not None else _encode_many(
+                model, tokenizer, list(dev.doc_texts), params.max_length, device))
+    finally:
+        model.train()
+    return score_vectors(dev, docs, questions)
+
+
+def _encode_many(model, tokenizer, texts: list[str], max_length: int, device: str,
+                 batch_size: int = 32):
+    """Pooled embeddings of many texts without gradients: length-sorted batches of 32."""
+    import torch
+
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True,
+                                             max_length=max_length)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    output = None
+    for first in range(0, len(order), batch_size):
+        rows = order[first:first + batch_size]
+        part = _encode(model, tokenizer, [texts[i] for i in rows], max_length, device)
+        if output is None:
+            output = torch.empty(len(texts), part.shape[1], device=device)
+        output[torch.tensor(rows, device=device)] = part
+    return output
+
+
+class PassageBank:
+    """Every distinct passage of the pairs and dev set, encoded as the model is at epoch start.
+
+    The passages are the positives, the negatives and the dev set's documents.
+
+    Passages are targets without gradients (`passage_gradients=False`), so a step needs
+    only their vectors: each is encoded once per epoch instead of once per use (each
+    document is the positive of up to three queries and the negative of others), and the
+    epoch's end refresh serves the dev score too.
+    """
+
+    def __init__(self, pairs: Sequence[Pair], dev: DevSet | None) -> None:
+        texts = [p.passage for p in pairs] + [p.negative for p in pairs if p.negative]
+        texts += list(dev.doc_texts) if dev is not None else []
+        self.rows = {text: row for row, text in enumerate(dict.fromkeys(texts))}
+        self.texts = list(self.rows)
+        self.vectors = None
+
+    def refresh(self, model, tokenizer, params: TrainingParams, device: str,
+                precision: str) -> None:
+        """Encode every passage with the model's current weights (eval mode, no gradients)."""
+        import torch
+
+        model.eval()
+        try:
+            with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16,
+                                                  enabled=precision == "bf16"):
+                self.vectors = _encode_many(model, tokenizer, self.texts, params.max_length,
+                                            device)
+        finally:
+            model.train()
+
+    def restore(self, vectors, device: str) -> None:
+        """The bank of a saved state (a resumed run continues with the same targets)."""
+        if vectors is None or vectors.shape[0] != len(self.texts):
+            raise ValueError("the saved passage bank does not fit these pairs")
+        self.vectors = vectors.to(device)
+
+    def lookup(self, texts: Sequence[str]):
+        """The vectors of these passages (each must be in the bank)."""
+        import torch
+
+        rows = torch.tensor([self.rows[text] for text in texts], device=self.vectors.device)
+        return self.vectors[rows]
+
+
+def _best_epoch(epoch_scores: Sequence[dict[str, float]], params: TrainingParams) -> int:
+    """1-based epoch with the best selection score; the earliest among equals."""
+    values = [score.get(params.selection_metric, 0.0) for score in epoch_scores]
+    return values.index(max(values)) + 1
+
+
+def _patience_spent(epoch_scores: Sequence[dict[str, float]], params: TrainingParams) -> bool:
+    return bool(epoch_scores) and len(epoch_scores) - _best_epoch(epoch_scores,
+                                                                  params) >= params.patience
+
+
+def _false_negatives(batch: Sequence[Pair], negatives: Sequence[Pair], device: str):
+    """Where a query's row would push away a passage of its own document: masked out.
+
+    Several queries come from one document, so a batch can hold its passage twice, and a
+    mined negative of one query can be another's document. The diagonal stays.
+    """
+    import torch
+
+    columns = [p.doc_id for p in batch] + [p.negative_doc_id for p in negatives]
+    mask = torch.tensor([[bool(q.doc_id) and q.doc_id == doc and i != j
+                          for j, doc in enumerate(columns)] for i, q in enumerate(batch)],
+                        dtype=torch.bool)
+    return mask.to(device)
 
 
 @contextlib.contextmanager
@@ -391,23 +603,6 @@ def _encode(model, tokenizer, texts: list[str], max_length: int, device: str,
     return torch.cat(parts)[inverse.to(device)]
 
 
-def _encode_passages(model, tokenizer, texts: list[str], params: TrainingParams, device: str):
-    """Passages with gradients, or (the fast default) as fixed targets the queries learn to meet.
-
-    Without gradients the passages need no autograd graph, so they are encoded in eval mode.
-    """
-    import torch
-
-    if params.passage_gradients:
-        return _encode(model, tokenizer, texts, params.max_length, device, GROUP)
-    model.eval()
-    try:
-        with torch.no_grad():
-            return _encode(model, tokenizer, texts, params.max_length, device, GROUP)
-    finally:
-        model.train()
-
-
 def _save_state(path: Path, state: dict) -> None:
     """Write whole or not at all: a reader sees the previous save or this one, never part."""
     import torch
@@ -425,8 +620,9 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 def _write_checkpoint(model, tokenizer, base: EncoderDirectory, checkpoints_dir: Path,
-                      fingerprint: str, params: TrainingParams,
-                      precision: str) -> tuple[EncoderDirectory, tuple[str, ...]]:
+                      fingerprint: str, params: TrainingParams, precision: str,
+                      selection: dict | None = None
+                      ) -> tuple[EncoderDirectory, tuple[str, ...]]:
     """Save safetensors + tokenizer + pooling config; the directory is named by its digest.
 
     Also returns what a person should know: stale staging folders removed, or a damaged
@@ -447,7 +643,8 @@ def _write_checkpoint(model, tokenizer, base: EncoderDirectory, checkpoints_dir:
         copy_sentence_transformers_files(base.path, staging)
         (staging / "plimsoll_training.json").write_text(json.dumps(
             {"base_digest": base.digest, "fingerprint": fingerprint,
-             "params": params.as_dict(), "precision": precision}, indent=2, sort_keys=True))
+             "params": params.as_dict(), "precision": precision,
+             "selection": selection}, indent=2, sort_keys=True))
         digest = EncoderDirectory(staging).digest
         final = checkpoints_dir / digest
         if final.exists() and not _is_checkpoint(final, digest):
