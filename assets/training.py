@@ -18,7 +18,9 @@ from platform_defs.resources import (
 from plimsoll.training.checkpoint import Checkpoint, TrainingPairsFile
 
 GROUP = "training"
-EPOCHS = 3
+# TrainingParams' defaults (tests/test_training_recipe.py checks they agree); the module
+# is not imported here, so that the definitions load without torch or numpy.
+EPOCHS, LEARNING_RATE = 3, 2e-5
 DEFAULT_TRAINING_SLICES = ["python_help_topics", "stdlib_docstrings"]
 
 
@@ -48,7 +50,8 @@ class TrainingConfig(dg.Config):
                              "the project's ($PLIMSOLL_DEV_EVALSET, default "
                              "evalsets/python_docs_dev.jsonl); 'none' trains every epoch and "
                              "keeps the last.")
-    learning_rate: float = Field(default=5e-5, gt=0, description="AdamW learning rate.")
+    learning_rate: float = Field(default=LEARNING_RATE, gt=0, description="AdamW learning rate "
+                                 "(chosen on the dev set).")
     batch_size: int = Field(default=16, ge=2, description="Pairs per step; the other passages "
                             "of a batch are the negatives.")
     max_length: int = Field(default=128, ge=8, description="Token limit of passages.")

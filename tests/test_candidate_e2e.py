@@ -19,15 +19,25 @@ QUESTIONS = [
     {"qid": "t4", "question": "What is a good recipe for banana bread?",
      "answerable": False, "gold_doc_ids": [], "answer_hint": ""},
 ]
+# The dev set: other questions on the same documents (early stopping reads it).
+DEV = [
+    {"qid": "d1", "question": "strip the indentation all lines share", "answerable": True,
+     "gold_doc_ids": ["stdlib:textwrap.dedent"], "answer_hint": ""},
+    {"qid": "d2", "question": "make a string safe to pass to bash", "answerable": True,
+     "gold_doc_ids": ["stdlib:shlex.quote"], "answer_hint": ""},
+    {"qid": "d3", "question": "turn a python dict into json text", "answerable": True,
+     "gold_doc_ids": ["stdlib:json.dumps", "stdlib:json.dump"], "answer_hint": ""},
+]
 
 
 @pytest.fixture
-def setup(home, manifests, tmp_path):  # noqa: ARG001 (home: an isolated PLIMSOLL_HOME)
+def setup(home, manifests, tmp_path, monkeypatch):  # noqa: ARG001 (home: an isolated home)
     write_manifest(manifests, "std", source={"kind": "stdlib_docstrings",
                                              "modules": ["textwrap", "shlex", "json"]},
                    classification="public")
     evalset = tmp_path / "tiny_eval.jsonl"
     evalset.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
+    monkeypatch.setenv("PLIMSOLL_DEV_EVALSET", str(write_jsonl(tmp_path / "dev.jsonl", DEV)))
     from platform_defs.definitions import defs
 
     with dg.instance_for_test() as instance:
@@ -37,7 +47,7 @@ def setup(home, manifests, tmp_path):  # noqa: ARG001 (home: an isolated PLIMSOL
 def _run_config(evalset, training_slices=("std",)):
     return {**QUIET, "ops": {
         "training_pairs": {"config": {"training_slices": list(training_slices)}},
-        "finetuned_encoder": {"config": {"batch_size": 4, "frozen_layers": 5}},
+        "finetuned_encoder": {"config": {"batch_size": 4, "frozen_layers": 5, "epochs": 2}},
         "eval_report": {"config": {"evalset": str(evalset)}},
     }}
 
@@ -66,9 +76,17 @@ def test_candidate_end_to_end(setup, home):
     report = _metadata(result, "eval_report")
     model = _metadata(result, "candidate_model")
     systems = {row.data["system"] for row in report["scores"].records}
-    assert systems == {"finetuned", "base", "bm25"}
+    assert systems == {"finetuned", "base", "bm25", "hybrid"}
     assert 0.0 <= report["recall@5"] <= 1.0
     assert "| recall@5 |" in report["report"]
+    assert "## Dev set (dev.jsonl" in report["report"]
+    # the recipe: mined hard negatives, question-form queries, a dev score per epoch
+    pairs = _metadata(result, "training_pairs")
+    assert pairs["hard_negatives"]["with_negative"] >= 1
+    assert {"question", "name"} <= set(pairs["query_kinds"])
+    by_epoch = trained["dev_scores_by_epoch"]
+    assert "before training" in by_epoch and "epoch 1" in by_epoch
+    assert 1 <= trained["chosen_epoch"] <= 2
     assert (home / "eval_reports").is_dir() and report["plot"].endswith("report.png")
 
     from plimsoll.common.home import HomeLayout
@@ -91,7 +109,7 @@ def test_candidate_end_to_end(setup, home):
     assert json.loads(tags[LINEAGE_PREFIX + "slice_hashes"]).keys() == {"std"}
 
     run = registry.client.get_run(trained["mlflow_run_id"])
-    assert run.data.params["learning_rate"] == "5e-05" and run.data.params["seed"] == "42"
+    assert run.data.params["learning_rate"] == "2e-05" and run.data.params["seed"] == "42"
     assert run.data.params["passage_gradients"] == "False"
     assert run.data.params["precision"] == "auto"
     assert run.data.params["resolved_precision"] == resolve_precision("auto", "cpu")
@@ -99,6 +117,11 @@ def test_candidate_end_to_end(setup, home):
     losses = registry.client.get_metric_history(run.info.run_id, "loss")
     assert len(losses) == trained["steps"] >= 1
     assert "eval.recall_at_5" in run.data.metrics and "base.mrr" in run.data.metrics
+    assert "hybrid.mrr" in run.data.metrics and "dev.finetuned.recall_at_5" in run.data.metrics
+    assert run.data.params["chosen_epoch"] == str(trained["chosen_epoch"])
+    assert run.data.params["dev_set"] == "dev.jsonl"
+    dev_history = registry.client.get_metric_history(run.info.run_id, "dev_mrr")
+    assert [m.step for m in dev_history] == list(range(1, len(dev_history) + 1))
     logged = {a.path for a in registry.client.list_artifacts(run.info.run_id, "eval_report")}
     assert logged == {"eval_report/report.json", "eval_report/report.md",
                       "eval_report/report.html", "eval_report/report.png"}

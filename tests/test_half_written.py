@@ -357,7 +357,13 @@ def test_finetuned_encoder_closes_dead_runs_and_fails_its_own_run_on_error(
     from conftest import REPO_ROOT
 
     from assets.training import TrainingConfig, build_training_assets
-    from platform_defs.resources import EncoderModel, MlflowStore, PlimsollHome, ProjectFiles
+    from platform_defs.resources import (
+        EncoderModel,
+        MlflowStore,
+        PlimsollHome,
+        ProjectFiles,
+        SliceStorage,
+    )
     from plimsoll.common.errors import PlimsollError
     from plimsoll.common.hashing import sha256_file
     from plimsoll.training.checkpoint import TrainingPairsFile
@@ -379,8 +385,10 @@ def test_finetuned_encoder_closes_dead_runs_and_fails_its_own_run_on_error(
         with pytest.raises(PlimsollError, match="in-batch negatives need at least 2"):
             finetuned_encoder(
                 context=dg.build_asset_context(instance=instance),
-                config=TrainingConfig(batch_size=2), home=PlimsollHome(path=str(home)),
-                encoder=EncoderModel(), mlflow=store,
+                config=TrainingConfig(batch_size=2, dev_evalset="none"),
+                home=PlimsollHome(path=str(home)), encoder=EncoderModel(), mlflow=store,
+                slice_storage=SliceStorage(workspace=str(tmp_path / "dvc"),
+                                           remote_url=str(tmp_path / "remote")),
                 project=ProjectFiles(directory=str(REPO_ROOT), evalset="evalsets/x.jsonl",
                                      redteam="evalsets/r.jsonl", guard_policy="g.yaml",
                                      prompts="prompts"),

@@ -70,8 +70,9 @@ def register_candidate(definitions, instance, evalset, seed):
         instance=instance, run_config={**QUIET, "ops": {
             "training_pairs": {"config": {"training_slices": ["std"]}},
             "finetuned_encoder": {"config": {"batch_size": 4, "frozen_layers": 5,
-                                             "seed": seed}},
-            "eval_report": {"config": {"evalset": str(evalset)}}}})
+                                             "seed": seed, "epochs": 1,
+                                             "dev_evalset": "none"}},
+            "eval_report": {"config": {"evalset": str(evalset), "dev_evalset": "none"}}}})
     (materialization,) = result.asset_materializations_for_node("candidate_model")
     return str(materialization.metadata["version"].value)
 

@@ -70,26 +70,30 @@ def test_checkpoint_digest_does_not_depend_on_tokenizer_call_state(tmp_path):
     assert saved["padding"] == shipped["padding"]  # as shipped, not as last used
 
 
-def test_passages_without_gradients_are_the_padded_batch_encodings():
-    """The fast path (length-sorted groups, eval mode, no graph) changes no passage vector."""
+def test_the_passage_bank_holds_the_padded_batch_encodings_without_gradients():
+    """The fast path (one encoding per passage per epoch, length-sorted batches, eval mode,
+    no graph) changes no passage vector against encoding each batch padded."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from plimsoll.training.finetune import _encode, _encode_passages
+    from plimsoll.training.finetune import PassageBank, _encode
 
     base = EncoderDirectory.open(None)
     tokenizer = AutoTokenizer.from_pretrained(base.path)
-    model = AutoModel.from_pretrained(base.path).eval()
-    texts = [p.passage for p in PAIRS] + ["A much longer passage about the json module. " * 20]
+    model = AutoModel.from_pretrained(base.path).train()
+    pairs = [*PAIRS, Pair("q", "A much longer passage about the json module. " * 20)]
+    bank = PassageBank(pairs, None)
+    bank.refresh(model, tokenizer, TrainingParams(), "cpu", "fp32")
+    assert model.training  # handed back in training mode for the query side
+    texts = [p.passage for p in pairs]
+    model.eval()
     with torch.no_grad():
         padded = _encode(model, tokenizer, texts, 128, "cpu")
-    grouped = _encode_passages(model, tokenizer, texts, TrainingParams(), "cpu")
-    assert not grouped.requires_grad
-    torch.testing.assert_close(grouped, padded, atol=1e-5, rtol=1e-4)
-    assert model.training  # handed back in training mode for the query side
-    with_graph = _encode_passages(model, tokenizer, texts,
-                                  TrainingParams(passage_gradients=True), "cpu")
-    assert with_graph.requires_grad
+    looked_up = bank.lookup(texts)
+    assert not looked_up.requires_grad
+    torch.testing.assert_close(looked_up, padded, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="does not fit"):
+        bank.restore(looked_up[:2], "cpu")
 
 
 def test_passage_gradients_is_a_training_choice(tmp_path):

@@ -237,3 +237,13 @@ def test_dev_set_for_training_keeps_questions_about_the_training_slices(tmp_path
         dev_set_for_training(load_evalset(write_jsonl(tmp_path / "d2.jsonl", rows[1:])),
                              [published])
     assert str(error.value.file).endswith("d2.jsonl")
+
+
+def test_the_dagster_config_defaults_are_the_recipe_defaults():
+    from assets.training import TrainingConfig
+
+    recipe = TrainingParams().as_dict()
+    config = {name: field.default for name, field in TrainingConfig.model_fields.items()}
+    shared = set(recipe) & set(config)
+    assert {"epochs", "learning_rate", "patience", "hard_negatives"} <= shared
+    assert {name: config[name] for name in shared} == {name: recipe[name] for name in shared}

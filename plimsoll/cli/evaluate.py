@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", type=Path, default=None,
                         help="promotion policy (default: $PLIMSOLL_POLICY, else the project's "
                         f"{PROJECT_FILES['policy'][1]})")
+    parser.add_argument("--retrieval", choices=("dense", "hybrid"), default="dense",
+                        help="dense (the served default) or hybrid: BM25 fused with the "
+                        "dense index by reciprocal rank, to see whether it helps")
     parser.add_argument("--tracking-uri", default=None, help=TRACKING_URI_HELP)
     parser.add_argument("--json", type=Path, default=None, help="write the result here")
 
@@ -100,6 +103,9 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         with doing(f"opening the model {args.model}"):
             answerer, label = open_model_to_evaluate(args.model, Path(tmp), settings)
+        answerer = answerer.with_retrieval(args.retrieval)
+        if args.retrieval != "dense":
+            label = f"{label}, {args.retrieval} retrieval"
         evalset.check_doc_ids(answerer.snapshot.chunks["doc_id"])
         with doing(f"evaluating {label} on {evalset_path}"):
             run = evaluate_answerer("candidate", answerer, evalset,
