@@ -52,7 +52,7 @@ class TrainingConfig(dg.Config):
                              "keeps the last.")
     learning_rate: float = Field(default=LEARNING_RATE, gt=0, description="AdamW learning rate "
                                  "(chosen on the dev set).")
-    batch_size: int = Field(default=16, ge=2, description="Pairs per step; the other passages "
+    batch_size: int = Field(default=32, ge=2, description="Pairs per step; the other passages "
                             "of a batch are the negatives.")
     max_length: int = Field(default=128, ge=8, description="Token limit of passages.")
     query_max_length: int = Field(default=48, ge=4, description="Token limit of queries.")
@@ -104,6 +104,7 @@ def _dev_set(dev_evalset: str, project: ProjectFiles, slice_storage: SliceStorag
 
     if dev_evalset == "none":
         return None
+    evalset = load_evalset(project.path(dev_evalset or project.dev_evalset))
     store = slice_storage.store()
     published = [store.published(name) for name in sorted(training_pairs.slices)]
     changed = [p.name for p in published if p.content_hash != training_pairs.slices[p.name]]
@@ -111,8 +112,7 @@ def _dev_set(dev_evalset: str, project: ProjectFiles, slice_storage: SliceStorag
         raise PlimsollError(f"slices {changed} were published again after these training "
                             "pairs were derived", field="training_pairs",
                             fix="re-materialize training_pairs, then finetuned_encoder")
-    return dev_set_for_training(load_evalset(project.path(dev_evalset or project.dev_evalset)),
-                                published)
+    return dev_set_for_training(evalset, published)
 
 
 def _train_in_run(context: dg.AssetExecutionContext, run: object, base: object,

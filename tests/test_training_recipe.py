@@ -247,3 +247,43 @@ def test_the_dagster_config_defaults_are_the_recipe_defaults():
     shared = set(recipe) & set(config)
     assert {"epochs", "learning_rate", "patience", "hard_negatives"} <= shared
     assert {name: config[name] for name in shared} == {name: recipe[name] for name in shared}
+
+
+def test_an_earlier_best_epoch_is_restored_and_a_lost_one_is_named(tmp_path, monkeypatch):
+    import plimsoll.training.finetune as finetune
+
+    scores = iter([{"mrr": 0.1}, {"mrr": 0.9}, {"mrr": 0.5}] * 2)  # before, epoch 1, epoch 2
+    monkeypatch.setattr(finetune, "_dev_scores", lambda *_: next(scores))
+    pairs, base = _pairs(), EncoderDirectory.open(None)
+    params = TrainingParams(batch_size=4, epochs=2, save_every=1, frozen_layers=4,
+                            patience=2)
+    kept = fine_tune(base, pairs, params, tmp_path / "w1", tmp_path / "c1", dev=_dev(pairs))
+    assert kept.chosen_epoch == 1 and len(kept.epoch_scores) == 2
+    assert "kept epoch 1" in " ".join(kept.notes)
+
+    scores = iter([{"mrr": 0.1}, {"mrr": 0.9}, {"mrr": 0.5}])
+    with pytest.raises(TrainingInterrupted):
+        fine_tune(base, pairs, params, tmp_path / "w2", tmp_path / "c2", dev=_dev(pairs),
+                  stop_after_step=len(pairs) // 4 + 1)  # epoch 1 scored and saved as best
+    (best,) = (tmp_path / "w2").glob("*/best_model.pt")
+    best.write_bytes(b"not a torch file")
+    with pytest.raises(PlimsollError, match="best epoch's weights") as error:
+        fine_tune(base, pairs, params, tmp_path / "w2", tmp_path / "c2", dev=_dev(pairs))
+    assert "delete the work folder" in error.value.fix and str(error.value.file) == str(best)
+
+
+def test_a_missing_dev_set_names_the_file(tmp_path):
+    from assets.training import _dev_set
+    from platform_defs.resources import ProjectFiles, SliceStorage
+    from plimsoll.evaluation.evalsets import EvalSetError
+    from plimsoll.training.checkpoint import TrainingPairsFile
+
+    project = ProjectFiles(directory=str(tmp_path), evalset="e.jsonl", redteam="r.jsonl",
+                           guard_policy="g.yaml", prompts="prompts")
+    pairs = TrainingPairsFile(path="p", digest="d", count=0, slices={"std": "h"},
+                              data_manifest_digest="m")
+    storage = SliceStorage(workspace=str(tmp_path / "dvc"), remote_url=str(tmp_path / "r"))
+    with pytest.raises(EvalSetError, match="eval set not found") as error:
+        _dev_set("missing-dev.jsonl", project, storage, pairs)
+    assert str(error.value.file).endswith("missing-dev.jsonl")
+    assert _dev_set("none", project, storage, pairs) is None

@@ -46,7 +46,7 @@ class TrainingParams:
     # stopping rarely reaches.
     epochs: int = 3
     learning_rate: float = 2e-5
-    batch_size: int = 16
+    batch_size: int = 32
     max_length: int = 128
     query_max_length: int = 48
     seed: int = 42
@@ -349,10 +349,16 @@ def _fine_tune(base: EncoderDirectory, pairs: Sequence[Pair], params: TrainingPa
     if dev is not None and epoch_scores:
         chosen = _best_epoch(epoch_scores, params)
         if chosen != len(epoch_scores):
-            best = torch.load(best_path, map_location="cpu", weights_only=True)
-            if best.get("epoch") != chosen:
-                raise PlimsollError(f"the saved best weights are of epoch {best.get('epoch')}, "
-                                    f"not {chosen}", file=best_path,
+            try:
+                best = torch.load(best_path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # missing, truncated or foreign: many types
+                raise PlimsollError(f"the best epoch's weights (epoch {chosen}) cannot be read "
+                                    f"({type(exc).__name__})", file=best_path,
+                                    fix="delete the work folder to train this run again"
+                                    ) from None
+            if not isinstance(best, dict) or best.get("epoch") != chosen:
+                raise PlimsollError(f"the saved best weights are not those of epoch {chosen}",
+                                    file=best_path,
                                     fix="delete the work folder to train this run again")
             model.load_state_dict(best["model"])
         metric = params.selection_metric
