@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING
 from plimsoll.common.errors import PlimsollError
 from plimsoll.common.hashing import sha256_json
 from plimsoll.evaluation.metrics import retrieval_scores
-from plimsoll.training.pairs import document_passage
+
+PASSAGE_WORDS = 120  # pairs.PASSAGE_WORDS: a document as training encodes it (no import: a cycle)
+
+
+def document_passage(title: str, text: str) -> str:
+    """A document as one training passage (pairs.document_passage): title and first words."""
+    body = " ".join(text.split()[:PASSAGE_WORDS])
+    return f"{title}\n{body}" if title else body
 
 if TYPE_CHECKING:
     from plimsoll.datasets.store import PublishedSlice
