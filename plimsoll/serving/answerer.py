@@ -115,27 +115,19 @@ class Answerer:
 
     def in_mode(self, mode: str) -> Answerer:
         """The same bundle (encoder, snapshot, guard, templates) answering in another mode."""
-        if mode == self.mode:
-            return self
-        extra = {k: v for k, v in self.metadata.items()
-                 if k not in ("index_snapshot_id", "prompt_template", "answer_mode")}
-        return Answerer(self.encoder, self.snapshot, self.answer_template,
-                        self.abstain_template, self.abstain_below, self.k, metadata=extra,
-                        guard=self.guard, refuse_template=self.refuse_template,
-                        facts_template=self.facts_template, mode=mode,
-                        retrieval=self.retrieval)
+        return self if mode == self.mode else self._rebuilt(mode, self.retrieval)
 
     def with_retrieval(self, retrieval: str) -> Answerer:
         """The same bundle retrieving another way (dense, or hybrid: BM25 fused with dense)."""
-        if retrieval == self.retrieval:
-            return self
+        return self if retrieval == self.retrieval else self._rebuilt(self.mode, retrieval)
+
+    def _rebuilt(self, mode: str, retrieval: str) -> Answerer:
         extra = {k: v for k, v in self.metadata.items()
                  if k not in ("index_snapshot_id", "prompt_template", "answer_mode")}
         return Answerer(self.encoder, self.snapshot, self.answer_template,
                         self.abstain_template, self.abstain_below, self.k, metadata=extra,
                         guard=self.guard, refuse_template=self.refuse_template,
-                        facts_template=self.facts_template, mode=self.mode,
-                        retrieval=retrieval)
+                        facts_template=self.facts_template, mode=mode, retrieval=retrieval)
 
     def retrieve(self, question: str) -> tuple[Hit, ...]:
         """The k nearest passages of the snapshot."""
