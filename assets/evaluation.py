@@ -72,6 +72,23 @@ def _scores_table(systems: dict[str, dict[str, float]]) -> dg.TableMetadataValue
         for name, metrics in systems.items()])
 
 
+# Larger plots are linked by path only: Dagster keeps metadata in its event log.
+PLOT_INLINE_LIMIT = 512 * 1024
+
+
+def plot_markdown(plot: Path) -> str:
+    """The report's plot as an image Dagster's Markdown shows inline (a data: URI)."""
+    import base64
+
+    try:
+        data = plot.read_bytes()
+    except OSError as exc:
+        return f"The plot could not be read ({exc.strerror}): `{plot}`"
+    if len(data) > PLOT_INLINE_LIMIT:
+        return f"The plot is {len(data) // 1024} KiB, too large to show inline: `{plot}`"
+    return f"![eval plot](data:image/png;base64,{base64.b64encode(data).decode()})"
+
+
 def build_eval_report() -> dg.AssetsDefinition:
     """eval_report: the candidate against the base encoder and BM25, on the eval set."""
 
@@ -104,13 +121,18 @@ def build_eval_report() -> dg.AssetsDefinition:
             model_ref=f"checkpoint:{finetuned_encoder.digest}",
             commit_sha=finetuned_encoder.git_commit)
         candidate = outcome.candidate
+        run_page = mlflow.run_page(mlflow.registry().run_experiment(
+            finetuned_encoder.mlflow_run_id), finetuned_encoder.mlflow_run_id)
         # A metric the eval could not measure (no answerable question) is left out, not 0.0.
         scores = {name: kind(candidate[name]) for name, kind in SUMMARY_METRICS
                   if name in candidate}
         return dg.Output(outcome, data_version=dg.DataVersion(outcome.report_digest),
                          metadata={
                              "report": dg.MetadataValue.md(outcome.markdown),
-                             "plot": dg.MetadataValue.path(outcome.paths["plot"]),
+                             "plot": dg.MetadataValue.md(plot_markdown(
+                                 Path(outcome.paths["plot"]))),
+                             "MLflow run": dg.MetadataValue.url(run_page),
+                             "plot_path": dg.MetadataValue.path(outcome.paths["plot"]),
                              "report_json": dg.MetadataValue.path(outcome.paths["json"]),
                              "scores": _scores_table(outcome.systems),
                              "eval_set_hash": outcome.eval_set_hash,

@@ -271,7 +271,8 @@ def build_training_assets(slice_names: list[str], k8s_op_tags: dict | None
             data_manifest_digest=training_pairs.data_manifest_digest,
             git_commit=tags["git_commit"], container_image_digest=tags["container_image_digest"],
             trained_by=tags["trained_by"],
-            training_fingerprint=tags["plimsoll.training_fingerprint"])
+            training_fingerprint=tags["plimsoll.training_fingerprint"],
+            steps=result.steps, final_loss=float(result.losses[-1]))
         return dg.Output(value, data_version=dg.DataVersion(result.checkpoint.digest), metadata={
             "checkpoint_digest": result.checkpoint.digest,
             "checkpoint_path": dg.MetadataValue.path(str(result.checkpoint.path)),

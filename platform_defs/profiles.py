@@ -42,7 +42,9 @@ def _common(settings: Settings) -> dict[str, object]:
                                 dev_evalset=str(settings.dev_evalset),
                                 redteam=str(settings.redteam),
                                 guard_policy=str(settings.guard_policy),
-                                prompts=str(settings.prompts)),
+                                prompts=str(settings.prompts),
+                                model_card=str(settings.model_card),
+                                fallbacks=str(settings.fallbacks)),
         "manifests": DataManifests(directory=str(settings.manifests)),
         "encoder": EncoderModel(path=settings.encoder_path),
     }
@@ -58,7 +60,8 @@ def _local(settings: Settings) -> dict[str, object]:
                                           remote_url=remote),
             "mlflow": MlflowStore(
                 tracking_uri=settings.tracking_uri, model_name=settings.model_name,
-                artifact_root=str(layout.mlflow / "artifacts"), lineage_url=ledger_url),
+                artifact_root=str(layout.mlflow / "artifacts"), lineage_url=ledger_url,
+                ui_url=settings.mlflow_ui_url),
             "eval_registry": EvalRegistryStore(
                 url=_checked_url("PLIMSOLL_EVAL_REGISTRY_URL", layout.eval_registry_url)),
             "promotion": PromotionSettings(policy_path=str(settings.policy),
@@ -124,7 +127,8 @@ def _prod(settings: Settings) -> dict[str, object]:
             "slice_storage": SliceStorage(workspace=str(layout.dvc_workspace),
                                           remote_url=remote),
             "mlflow": MlflowStore(tracking_uri=settings.tracking_uri,
-                                  model_name=settings.model_name, lineage_url=ledger_url),
+                                  model_name=settings.model_name, lineage_url=ledger_url,
+                                  ui_url=settings.mlflow_ui_url),
             "eval_registry": EvalRegistryStore(url=os.environ["PLIMSOLL_EVAL_REGISTRY_URL"]),
             "promotion": PromotionSettings(policy_path=str(settings.policy),
                                            ledger_url=ledger_url)}

@@ -32,6 +32,11 @@ class ProjectFiles(dg.ConfigurableResource):
     redteam: str = Field(description="The red-team set (JSONL).")
     guard_policy: str = Field(description="The query-time guard policy (YAML).")
     prompts: str = Field(description="The folder of prompt templates.")
+    model_card: str = Field(default="policies/model_card.md", description="The model card "
+                            "(Markdown with front matter), checked and rendered at "
+                            "registration.")
+    fallbacks: str = Field(default="policies/fallbacks.yaml", description="The gateway's "
+                           "fallbacks, which the model card must name.")
 
     def path(self, relative: str) -> Path:
         """A path from a config: absolute stays, relative resolves in the project folder."""
@@ -92,10 +97,20 @@ class MlflowStore(dg.ConfigurableResource):
     experiment: str = Field(default="plimsoll", description="Experiment for runs.")
     model_name: str = Field(default=MODEL_NAME,
                             description="Registered model that receives candidates.")
+    ui_url: str = Field(default="http://127.0.0.1:5000", description="The MLflow UI people "
+                        "open, for links from asset pages to runs and version pages.")
     lineage_url: str = Field(default="", description="SQLAlchemy URL of Plimsoll's lineage "
                              "record store (the promotion ledger's database); registration "
                              "writes each version's lineage there and verification checks "
                              "MLflow's tags against it.")
+
+    def version_page(self, version: str) -> str:
+        """The MLflow UI page of a model version."""
+        return f"{self.ui_url.rstrip('/')}/#/models/{self.model_name}/versions/{version}"
+
+    def run_page(self, experiment_id: str, run_id: str) -> str:
+        """The MLflow UI page of a run."""
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
     def registry(self):  # -> plimsoll.release.registry.ModelRegistry
         """The core registry service object, with the lineage record store."""

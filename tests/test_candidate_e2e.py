@@ -1,6 +1,8 @@
 """A small end-to-end run: tiny slices, one short epoch, a registered and verified candidate."""
 
 import json
+import tempfile
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -87,7 +89,13 @@ def test_candidate_end_to_end(setup, home):
     by_epoch = trained["dev_scores_by_epoch"]
     assert "before training" in by_epoch and "epoch 1" in by_epoch
     assert 1 <= trained["chosen_epoch"] <= 2
-    assert (home / "eval_reports").is_dir() and report["plot"].endswith("report.png")
+    assert (home / "eval_reports").is_dir() and report["plot_path"].endswith("report.png")
+    # the plot shows as a picture on the asset page, and the run and version are one click
+    assert report["plot"].startswith("![eval plot](data:image/png;base64,")
+    assert report["MLflow run"].startswith("http://127.0.0.1:5000/#/experiments/")
+    assert report["MLflow run"].endswith(f"/runs/{trained['mlflow_run_id']}")
+    assert model["MLflow version page"] == ("http://127.0.0.1:5000/#/models/"
+                                            f"plimsoll-docs-assistant/versions/{model['version']}")
 
     from plimsoll.common.home import HomeLayout
     from plimsoll.release.lineage_record import LineageRecords
@@ -107,6 +115,7 @@ def test_candidate_end_to_end(setup, home):
     # the guard's classifier that screened the eval and red-team runs, exactly
     assert tags[LINEAGE_PREFIX + "guard_classifier_digest"] == classifier_digest()
     assert json.loads(tags[LINEAGE_PREFIX + "slice_hashes"]).keys() == {"std"}
+    _check_review_card(registry, version, tags, trained)
 
     run = registry.client.get_run(trained["mlflow_run_id"])
     assert run.data.params["learning_rate"] == "2e-05" and run.data.params["seed"] == "42"
@@ -140,6 +149,37 @@ def test_candidate_end_to_end(setup, home):
     registry.client.set_model_version_tag("plimsoll-docs-assistant", version,
                                           LINEAGE_PREFIX + "seed", "7")
     assert main(["verify", version]) == 1
+
+
+def _check_review_card(registry, version, tags, trained):
+    """The version page a reviewer opens: the card, the model card and the prompts."""
+    card = registry.client.get_model_version("plimsoll-docs-assistant", version).description
+    assert card.startswith("**Verdict: awaiting the gate**")
+    assert len(card) <= 5000
+    for part in ("### Candidate against the champion, the base encoder and BM25",
+                 "| `recall@5` | ≥ 0.850 |", "### Safety", "red-team attacks stopped",
+                 "### Data", "| `std` |", "public", "### Training", f"{trained['steps']} steps",
+                 "### Model card", "**Intended use.**", "### Lineage",
+                 f"plimsoll verify {version}", "`approval=approved`", "### Prompts served",
+                 "prompts:/plimsoll-answer/"):
+        assert part in card, part
+    prompts = json.loads(tags["plimsoll.lineage.prompt_versions"])
+    assert set(prompts) == {"answer", "abstain", "refuse", "facts", "system"}
+    answer = registry.client.load_prompt(prompts["answer"])
+    assert answer.tags["plimsoll.content_hash"] == registry_template_hash("answer")
+    assert tags["plimsoll.lineage.model_card"].startswith("model-card@1.0.0#")
+    with tempfile.TemporaryDirectory() as tmp:
+        local, _ = registry.download(f"models:/plimsoll-docs-assistant/{version}", Path(tmp))
+        rendered = (local / "artifacts" / "model_card.md").read_text()
+    assert "## Evaluation summary" in rendered and "{{" not in rendered
+    assert "`std`: public, kept 30 days" in rendered
+
+
+def registry_template_hash(name):
+    from plimsoll.common.hashing import sha256_file
+    from plimsoll.common.project import project_path
+
+    return sha256_file(project_path("prompts") / f"{name}.md")
 
 
 def test_no_training_on_a_slice_whose_checks_failed(setup, manifests):

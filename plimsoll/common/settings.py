@@ -35,7 +35,12 @@ PROJECT_FILES: dict[str, tuple[str, str]] = {
     # The dev set: early stopping and recipe choices read it; never trained on, never gated.
     "dev_evalset": ("PLIMSOLL_DEV_EVALSET", "evalsets/python_docs_dev.jsonl"),
     "redteam": ("PLIMSOLL_REDTEAM", "evalsets/redteam.jsonl"),
+    # Rendered with each version's numbers at registration, logged with the model.
+    "model_card": ("PLIMSOLL_MODEL_CARD", "policies/model_card.md"),
 }
+# Where people open the MLflow UI (`make mlflow-ui`), for links from Dagster's pages; a
+# tracking server's own URL wins, and $PLIMSOLL_MLFLOW_UI_URL over both.
+MLFLOW_UI_URL = "http://127.0.0.1:5000"
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class Settings:
     evalset: Path
     dev_evalset: Path
     redteam: Path
+    model_card: Path
     # The MLflow store, and what chose it (for messages that say what to change).
     tracking_uri: str
     tracking_uri_source: str
@@ -63,6 +69,7 @@ class Settings:
     # Plimsoll's own SQL store (promotion ledger, lineage records, flags, shadow pairs):
     # $PLIMSOLL_LEDGER_URL, else the home's SQLite file.
     ledger_url: str = ""
+    mlflow_ui_url: str = MLFLOW_UI_URL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, home: str | None = None,
@@ -85,7 +92,10 @@ class Settings:
                    tracking_uri_source=source,
                    encoder_path=env.get("PLIMSOLL_ENCODER_PATH", ""),
                    ledger_url=env.get("PLIMSOLL_LEDGER_URL")
-                   or HomeLayout(resolved_home).ledger_url, **files)
+                   or HomeLayout(resolved_home).ledger_url,
+                   mlflow_ui_url=(env.get("PLIMSOLL_MLFLOW_UI_URL") or (
+                       uri if uri.startswith(("http://", "https://")) else MLFLOW_UI_URL)
+                   ).rstrip("/"), **files)
 
     @property
     def layout(self) -> HomeLayout:

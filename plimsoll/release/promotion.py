@@ -25,7 +25,22 @@ from plimsoll.release.ledger import (
 )
 from plimsoll.release.lineage_record import LineageRecords, normalise_identity
 from plimsoll.release.policy import Policy
-from plimsoll.release.registry import DIGEST_TAG, LINEAGE_PREFIX, RECORDED_PREFIX, ModelRegistry
+from plimsoll.release.registry import (
+    DIGEST_TAG,
+    LINEAGE_PREFIX,
+    RECORDED_PREFIX,
+    ModelRegistry,
+    RegistryError,
+)
+from plimsoll.release.review_card import (
+    CARD_TAG,
+    CardLinks,
+    Comparison,
+    card_links,
+    card_stamp,
+    prompt_links,
+    render_review_card,
+)
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
 APPROVAL, APPROVED_BY = "approval", "approval.by"
@@ -112,6 +127,7 @@ class Promoter:
             if APPROVAL not in tags:
                 set_tag(self.model, version, APPROVAL, "pending")
         set_tag(self.model, version, "gate.verdict", "pass" if verdict.passed else "fail")
+        self.refresh_card(version, best_effort=True)
         return verdict, True
 
     def _verdict(self, version: str, champion: str | None) -> Verdict:
@@ -127,7 +143,8 @@ class Promoter:
         promoting at the same moment (two sensor evaluations at once) is left to it.
         """
         outcomes = self.reconcile()
-        for found in self.registry.versions(self.model):
+        versions = self.registry.versions(self.model)
+        for found in versions:
             tags = dict(found.tags)
             decision = tags.get(APPROVAL)
             if decision in (None, "pending") or STATE in tags:
@@ -146,6 +163,7 @@ class Promoter:
                     outcomes.append(self._approve(version, tags))
             except (LedgerConflict, MoveInProgress):
                 continue  # another writer is acting on this version; its result stands
+        self.refresh_stale_cards(versions)
         return outcomes
 
     def _decision_problem(self, decision: str, reviewer: str | None) -> str | None:
@@ -214,6 +232,59 @@ class Promoter:
     def _finish(self, version: str, state: str, reason: str) -> None:
         self.registry.set_tag(self.model, version, STATE_REASON, reason[:4900])
         self.registry.set_tag(self.model, version, STATE, state)  # last: marks it done
+        self.refresh_card(version, best_effort=True)
+
+    # -- the review card (the version's description) -----------------------------------------
+    def refresh_card(self, version: str, *, best_effort: bool = False) -> bool:
+        """Render the version's review card for its state now; True when it was rewritten.
+
+        The card is for people and the tags stay the record, so `best_effort` leaves a card
+        the store refused to the next approval tick, which renders every card whose stamp
+        is out of date (its state moved on, or someone edited it by hand).
+        """
+        if self.policy is None:
+            return False
+        try:
+            found = self._version(version)
+            tags = dict(found.tags)
+            description = self._card(str(version), tags)
+            if description == (found.description or "") and \
+                    tags.get(CARD_TAG) == card_stamp(tags, description):
+                return False
+            self.registry.set_description(self.model, str(version), description)
+            self.registry.set_tag(self.model, str(version), CARD_TAG,
+                                  card_stamp(tags, description))
+            return True
+        except RegistryError:
+            if best_effort:
+                return False
+            raise
+
+    def _card(self, version: str, tags: dict[str, str]) -> str:
+        record = self.records.get(self.model, version)
+        lineage = {**tags, **(record.lineage if record is not None else {})}
+        gated_against = tags.get("gate.champion")
+        champion = (None if gated_against == "none" else gated_against) if gated_against \
+            else self.alias(CHAMPION)
+        if champion == version:
+            champion = None
+        comparison = Comparison(champion, self.scores(champion) if champion else {})
+        verdict = evaluate_gates(self.policy, self.scores(version), comparison.champion or None)
+        links = card_links(self.registry, lineage.get(LINEAGE_PREFIX + "mlflow_run_id", ""))
+        return render_review_card(model=self.model, version=version, lineage=lineage,
+                                  tags=tags, policy=self.policy, verdict=verdict,
+                                  comparison=comparison,
+                                  links=CardLinks(links.run, prompt_links(lineage)))
+
+    def refresh_stale_cards(self, versions: list | None = None) -> list[str]:
+        """Render again every card whose stamp is out of date; returns the versions rewritten."""
+        rewritten = []
+        for found in versions if versions is not None else self.registry.versions(self.model):
+            tags = dict(found.tags)
+            if tags.get(CARD_TAG) != card_stamp(tags, found.description) and \
+                    self.refresh_card(str(found.version), best_effort=True):
+                rewritten.append(str(found.version))
+        return rewritten
 
     def _drop_challenger(self, version: str) -> None:
         if self.alias(CHALLENGER) == version:

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,7 @@ DIGEST_TAG = "plimsoll.lineage_digest"
 RECORDED_PREFIX = "plimsoll.lineage"  # the lineage tags and the digest over them
 PIP_REQUIREMENTS = ("plimsoll",)
 FAILURE_TAG = "plimsoll.failure"
+PROMPT_HASH_TAG = "plimsoll.content_hash"
 
 # MLflow's error codes that mean "not there" (a missing alias is INVALID_PARAMETER_VALUE).
 MISSING = "RESOURCE_DOES_NOT_EXIST"
@@ -90,6 +91,8 @@ class Bundle:
     # The guard's injection classifier (.npz; its card .json beside it), bundled so a version
     # serves with the classifier it was evaluated with, whatever package is installed.
     guard_classifier: Path | None = None
+    # The model card rendered with this version's numbers (policies/model_card.md).
+    model_card: Path | None = None
 
 
 def bundle_artifacts(bundle: Bundle) -> dict[str, str]:
@@ -111,6 +114,8 @@ def bundle_artifacts(bundle: Bundle) -> dict[str, str]:
         artifacts["guard_classifier"] = str(bundle.guard_classifier)
         artifacts["guard_classifier_card"] = str(Path(bundle.guard_classifier).with_suffix(
             ".json"))
+    if bundle.model_card is not None:
+        artifacts["model_card"] = str(bundle.model_card)
     return artifacts
 
 
@@ -193,11 +198,13 @@ class ModelRegistry:
 
     # -- registration ----------------------------------------------------------------------
     def register(self, model_name: str, bundle: Bundle, lineage: dict[str, str],
-                 run_id: str, model: PyfuncModel) -> str:
+                 run_id: str, model: PyfuncModel,
+                 describe: Callable[[str, dict[str, str]], str] | None = None) -> str:
         """Save `model` with the bundle's files to the run and create a version with lineage.
 
-        The version's tags are written in the same call that creates it, so a failure leaves
-        no half-tagged version.
+        The version's tags, and its description (`describe(version, tags)`: the review
+        card), are written in the same call that creates it, so a failure leaves no
+        half-tagged or undescribed version.
         """
         import mlflow.pyfunc
 
@@ -242,9 +249,11 @@ class ModelRegistry:
                 self.call(self.client.log_artifacts, run_id, str(model_dir), artifact_path)
                 run_info = self.call(self.client.get_run, run_id).info
                 source = f"{run_info.artifact_uri}/{artifact_path}"
+                description = describe(expected, tags) if describe is not None else \
+                    f"Candidate from run {run_id}"
                 version = self.call(self.client.create_model_version, model_name,
                                     source=source, run_id=run_id, tags=tags,
-                                    description=f"Candidate from run {run_id}")
+                                    description=description)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
             if str(version.version) == expected:
@@ -472,6 +481,42 @@ class ModelRegistry:
                                 field=key, fix="register a new version instead of editing "
                                 "the lineage of an existing one")
         self.call(self.client.set_model_version_tag, model_name, version, key, value)
+
+    def set_description(self, model_name: str, version: str, description: str) -> None:
+        """Replace a version's description (the review card); a missing version says so."""
+        try:
+            self.client.update_model_version(model_name, str(version), description=description)
+        except store_failures() as exc:
+            if error_code(exc) in (MISSING, INVALID):
+                raise self._not_registered(model_name, version) from None
+            raise self.failure(exc) from None
+
+    # -- prompts ---------------------------------------------------------------------------
+    def register_prompt(self, name: str, template: str, *, content_hash: str,
+                        tags: Mapping[str, str], commit_message: str) -> str:
+        """The `prompts:/NAME/N` version holding this content, registered if it is new.
+
+        The content hash is the identity, as in answers and lineage: the same text
+        registers once, however often it is asked; a changed text is a new version, so
+        MLflow's prompt page shows its diff against the one before.
+        """
+        existing = None if self.call(self.client.get_prompt, name) is None else next(
+            (v for v in self._prompt_versions(name)
+             if (v.tags or {}).get(PROMPT_HASH_TAG) == content_hash), None)
+        if existing is None:
+            existing = self.call(self.client.register_prompt, name, template,
+                                 commit_message=commit_message,
+                                 tags={**tags, PROMPT_HASH_TAG: content_hash})
+        return f"prompts:/{name}/{existing.version}"
+
+    def _prompt_versions(self, name: str) -> list:
+        found, token = [], None
+        while True:
+            page = self.call(self.client.search_prompt_versions, name, page_token=token)
+            found += list(page)
+            token = getattr(page, "token", None)
+            if not token:
+                return found
 
     # -- verification ----------------------------------------------------------------------
     def verify(self, model_name: str, version: str) -> Verification:

@@ -34,3 +34,6 @@ class Checkpoint:
     container_image_digest: str
     trained_by: str
     training_fingerprint: str
+    # What the review card shows of the training (0 / None: not recorded).
+    steps: int = 0
+    final_loss: float | None = None
