@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install lock demo test test-slow lint ui mlflow-ui bench pin clean k8s-tools k8s-check ai-ci nightly obs-tools
+.PHONY: install lock demo test test-slow lint ui mlflow-ui bench pin clean k8s-tools k8s-check ai-ci nightly obs-tools ui-tools ui-check
 
 install: $(VENV)/.installed
 
@@ -98,6 +98,7 @@ nightly: demo
 	$(BIN)/python tools/threat_checks.py --model models:/plimsoll-docs-assistant/latest
 	$(BIN)/python benchmarks/guard_quality.py
 	$(BIN)/python benchmarks/guard_quality.py --corpus evalsets/guard_heldout
+	$(BIN)/python tools/ui_check.py
 
 test-slow: install
 	$(BIN)/pytest -m slow
@@ -116,6 +117,18 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 obs-tools:
 	command -v promtool >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) env \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
+# Debian's chromium for `make ui-check` (Python Playwright drives it; no browser download).
+ui-tools:
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) env \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+# The reviewer's pages in a real browser, after `make demo`: the MLflow UI and the Dagster
+# webserver on the embedded stores, the version page and the eval_report and candidate_model
+# asset pages checked for what a person must see, screenshots in $(PLIMSOLL_HOME)/ui-check.
+UI_CHECK_ARGS ?=
+ui-check: install ui-tools
+	$(BIN)/python tools/ui_check.py $(UI_CHECK_ARGS)
 
 # Render the overlays, strict schemas (PrometheusRules through promtool), Gatekeeper policy
 # suites, exception expiry, checkov.

@@ -29,7 +29,9 @@ def test_the_card_follows_the_version_from_gate_to_promotion(promoter, bundle):
     text = card(promoter, first)
     assert text.startswith("**Verdict: gate passed against no champion (a first release) — "
                            "pending approval.**")
-    assert "`approval=approved` and `approval.by=<your name>`" in text
+    assert "first add `approval.by` = your name" in text
+    assert "edit the `approval` row (✎) from `pending`" in text  # the gate set it
+    assert f'`plimsoll review {first} approved --by "<your name>" --model ' in text
     approve(promoter, first)
     promoter.process_approvals()
     text = card(promoter, first)
@@ -54,7 +56,7 @@ def test_a_failed_gate_says_which_metrics_and_that_there_is_nothing_to_decide(pr
     text = card(promoter, version)
     assert text.startswith("**Verdict: gate failed** against no champion (a first release): "
                            "2 gate(s) failed (critical_violations, recall@5). Not promotable.")
-    assert "| `recall@5` | ≥ 0.850 | 0.500 |" in text and "❌ fail" in text
+    assert "| `recall@5` | ≥ 0.850 | 0.500 |" in text and "✘ fail" in text
     assert "Nothing to decide: the gate failed" in text
 
 

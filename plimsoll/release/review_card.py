@@ -105,7 +105,7 @@ def render_review_card(*, model: str, version: str, lineage: Mapping[str, str],
         _model_card(lineage),
         _prompts(lineage, links),
         _lineage(model, version, lineage),
-        _decide(tags),
+        _decide(model, version, tags),
     ]
     card = "\n\n".join(p for p in parts if p)
     if len(card) > DESCRIPTION_LIMIT:
@@ -186,8 +186,8 @@ def _comparison(verdict: Verdict, scores: Mapping[str, object], comparison: Comp
              f"| metric | line | candidate | {champion} | Δ | base encoder | BM25 | gate |",
              "|---|---|---|---|---|---|---|---|"]
     for metric, results in by_metric.items():
-        status = ("❌ fail" if any(r.status == "fail" for r in results) else
-                  "✅ pass" if all(r.status == "pass" for r in results) else "– not measured")
+        status = ("✘ fail" if any(r.status == "fail" for r in results) else
+                  "✔ pass" if all(r.status == "pass" for r in results) else "– not measured")
         value = scores.get(metric)
         lines.append("| " + " | ".join((
             f"`{metric}`", "; ".join(_line(r) for r in results), _show(metric, value),
@@ -227,7 +227,7 @@ def _latency_cost(scores: Mapping[str, object], policy: Policy) -> str:
         slo = policy.maximum.get(metric)
         value = scores.get(metric)
         within = "" if slo is None or not isinstance(value, int | float) else (
-            " ✅" if value <= slo else " ❌")
+            " ✔" if value <= slo else " ✘")
         rows.append(f"| `{metric}` | {_show(metric, value)}{within} | "
                     f"{'≤ ' + _show(metric, slo) if slo is not None else 'for information'} |")
     return "### Latency and cost (eval, per request)\n| metric | candidate | SLO |\n" \
@@ -307,15 +307,19 @@ def _lineage(model: str, version: str, lineage: Mapping[str, str]) -> str:
             f"hashes. Check it: `plimsoll verify {version} --model {model}`.")
 
 
-def _decide(tags: Mapping[str, str]) -> str:
+def _decide(model: str, version: str, tags: Mapping[str, str]) -> str:
     if tags.get("promotion.state"):
         return ""
     if tags.get("gate.verdict") == "fail":
         return ("### Decide\nNothing to decide: the gate failed, so an approval would be "
                 "refused. Fix what failed and register a new candidate.")
-    return ("### Decide\nSet these tags on this version (Tags → Add), or run "
-            "`plimsoll review <version> approved --by <your name>`:\n"
-            "- approve: `approval=approved` and `approval.by=<your name>`\n"
-            "- reject: `approval=rejected` and `approval.by=<your name>`\n\n"
+    # The gate sets approval=pending on a pass: that row is edited, not added.
+    approval = ("edit the `approval` row (✎) from `pending` to `approved` or `rejected`, "
+                "and Save" if "approval" in tags else
+                "add `approval` = `approved` or `rejected`")
+    return ("### Decide\nIn *Tags* below: first add `approval.by` = your name (Name, Value, "
+            f"Add), then {approval}. Or from a shell: "
+            f"`plimsoll review {version} approved --by \"<your name>\" --model {model}`.\n\n"
             "The approval sensor re-verifies the lineage and the gate, then moves "
-            "`champion` and records it in the ledger. The trainer cannot approve.")
+            "`champion` and records it in the ledger. The trainer cannot approve; an "
+            "`approval` without `approval.by` waits for it.")
