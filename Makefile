@@ -74,7 +74,7 @@ demo: install
 # it in one process.
 PYTEST_WORKERS ?= 2
 PYTEST_ENV = $(if $(filter 0,$(PYTEST_WORKERS)),,OMP_NUM_THREADS=1)
-test: install k8s-check
+test: install k8s-check ui-tools
 	$(BIN)/ruff check .
 	$(BIN)/python tools/promptlint.py prompts/
 	$(BIN)/plimsoll alerts render --check

@@ -43,3 +43,18 @@ def test_training_and_serving_embed_a_text_alike(encoder):
         trained = finetune._encode(encoder.model, encoder.tokenizer, texts,
                                    encoder.directory.max_length, encoder.device, group=2)
     np.testing.assert_allclose(served, trained.cpu().numpy(), atol=1e-5)
+
+
+def test_an_encoder_is_named_by_its_model_card_title_else_its_folder(tmp_path):
+    from plimsoll.retrieval.encoder import default_encoder_path, encoder_name
+
+    assert encoder_name(default_encoder_path()) == "all-MiniLM-L6-v2"  # not "model"
+    (tmp_path / "plain").mkdir()
+    assert encoder_name(tmp_path / "plain") == "plain"  # no README
+    carded = tmp_path / "carded"
+    carded.mkdir()
+    (carded / "README.md").write_text("---\ntags:\n- x\n# not a title: front matter\n---\n"
+                                      "Intro.\n\n# my-encoder-v3\n")
+    assert encoder_name(carded) == "my-encoder-v3"
+    (carded / "README.md").write_bytes(b"\xff\xfe no title")
+    assert encoder_name(carded) == "carded"

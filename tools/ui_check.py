@@ -298,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
 class Visits:
     """The pages opened so far: their check results and screenshots."""
 
-    def __init__(self, context, shots: Path) -> None:
-        self.context, self.shots = context, shots
+    def __init__(self, context, shots: Path, timeout_ms: int = 60_000) -> None:
+        self.context, self.shots, self.timeout_ms = context, shots, timeout_ms
         self.results: list[dict] = []
         self.screenshots: dict[str, str] = {}
 
@@ -307,7 +307,7 @@ class Visits:
         """Open `url`, wait for `ready`, run the page's checks, save its screenshot."""
         page = self.context.new_page()
         mine = [c for c in checks if c.page == name]
-        if open_page(page, name, url, ready):
+        if open_page(page, name, url, ready, self.timeout_ms):
             self.check(page, mine)
         else:
             self.results += [{**asdict(c), "passed": False,
@@ -317,7 +317,7 @@ class Visits:
 
     def check(self, page, checks) -> bool:
         """Run checks on an open page; True when all passed."""
-        results = run_checks(page, list(checks), timeout_ms=20_000)
+        results = run_checks(page, list(checks), timeout_ms=min(20_000, self.timeout_ms))
         self.results += results
         return all(r["passed"] for r in results)
 
@@ -374,9 +374,31 @@ def walk(visits: Visits, url: str, model: str, version: str, reviewer: str,
     visits.visit("mlflow-promoted", url, "Verdict:", WALK_CHECKS)
 
 
+def playwright_api():
+    """Playwright's sync entry point; its absence says how to install it."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise UiCheckError("Python Playwright is not installed in this environment: run "
+                           "`make install` (it is in the dev extra)") from None
+    return sync_playwright
+
+
+def launch(playwright, chromium: str):
+    """Debian's Chromium, headless; a binary that will not start is a clear error."""
+    try:
+        return playwright.chromium.launch(executable_path=chromium, headless=True)
+    except Exception as exc:  # Playwright raises its own Error with the browser's output
+        first = str(exc).strip().splitlines()[:6]
+        raise UiCheckError(f"Chromium at {chromium} did not start: " + "\n".join(first) +
+                           "\nReinstall it with `make ui-tools`, or pass --chromium PATH")\
+            from None
+
+
 def check_pages(args: argparse.Namespace) -> int:
     """What main does once the arguments are read."""
     started = time.monotonic()
+    sync_playwright = playwright_api()
     home = Path(args.home).resolve()
     if not Path(args.chromium).is_file():
         raise UiCheckError(f"no Chromium at {args.chromium}: install it with `make ui-tools` "
@@ -407,15 +429,14 @@ def check_pages(args: argparse.Namespace) -> int:
     # never idle: wait for the content instead).
     ready = {"mlflow-version": "Verdict:", "dagster-eval-report": "Materialized",
              "dagster-candidate-model": "Materialized"}
-    with servers([Server("the MLflow UI", mlflow, f"{mlflow_url}/health", shots / "mlflow.log"),
-                  Server("the Dagster webserver", dagster, f"{dagster_url}/server_info",
-                         shots / "dagster.log")], args.timeout, env):
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=args.chromium,
-                                                 headless=True)
-            try:
+    # The browser first: it fails fast, before two servers are started for nothing.
+    with sync_playwright() as playwright:
+        browser = launch(playwright, args.chromium)
+        try:
+            with servers([Server("the MLflow UI", mlflow, f"{mlflow_url}/health",
+                                 shots / "mlflow.log"),
+                          Server("the Dagster webserver", dagster, f"{dagster_url}/server_info",
+                                 shots / "dagster.log")], args.timeout, env):
                 visits = Visits(browser.new_context(viewport={"width": 1400, "height": 1800}),
                                 shots)
                 for name, url in pages.items():
@@ -423,8 +444,8 @@ def check_pages(args: argparse.Namespace) -> int:
                 if args.walk:
                     walk(visits, pages["mlflow-version"], args.model, version, args.reviewer,
                          env)
-            finally:
-                browser.close()
+        finally:
+            browser.close()
     results, screenshots = visits.results, visits.screenshots
     failed = [r for r in results if not r["passed"]]
     summary = {"version": version, "checks": results, "screenshots": screenshots,

@@ -23,6 +23,7 @@ from plimsoll.release.review_card import (
     prompt_links,
     render_review_card,
 )
+from plimsoll.retrieval.encoder import encoder_name
 from plimsoll.retrieval.reference import SnapshotRef
 from plimsoll.training.checkpoint import Checkpoint
 
@@ -64,7 +65,7 @@ def register_candidate(*, registry: ModelRegistry, model_name: str, finetuned: C
         "index_snapshot_id": index.snapshot_id,
         "tokenizer_hash": finetuned.tokenizer_hash,
         "checkpoint_digest": finetuned.digest,
-        "base_model": f"{Path(finetuned.base_path).name}@{finetuned.base_digest}",
+        "base_model": f"{encoder_name(finetuned.base_path)}@{finetuned.base_digest}",
         "hyperparameters": finetuned.params,
         "seed": str(finetuned.params["seed"]),
         "container_image_digest": finetuned.container_image_digest,

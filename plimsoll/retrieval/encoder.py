@@ -62,6 +62,25 @@ def default_encoder_path() -> Path:
     return Path(get_model_path())
 
 
+def encoder_name(path: str | Path) -> str:
+    """A person's name for an encoder directory: its model card's title, else the folder's.
+
+    A Hugging Face model card (README.md) opens, after its front matter, with `# <name>`;
+    the packaged encoder lives in a folder called `model`, which names nothing.
+    """
+    directory = Path(path)
+    try:
+        text = (directory / "README.md").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return directory.name
+    if text.startswith("---"):
+        _, _, text = text[3:].partition("\n---")
+    for line in text.splitlines():
+        if line.startswith("# ") and line[2:].strip():
+            return line[2:].strip()[:80]
+    return directory.name
+
+
 @dataclass(frozen=True)
 class EncoderDirectory:
     """A checked encoder directory and its fingerprints (no model load needed)."""
