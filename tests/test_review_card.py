@@ -149,3 +149,19 @@ def test_scores_that_are_not_numbers_render_as_not_measured(scores):
         links=CardLinks())
     assert "**Verdict: gate failed**" in text
     assert "Traceback" not in text
+
+
+@pytest.mark.parametrize(("violations", "status"), [(1, "pass"), (5, "fail")])
+def test_a_soft_violation_rate_over_its_line_says_how_it_was_judged(violations, status):
+    policy = load_policy(REPO_ROOT / "policies" / "slos.yaml")
+    scores = {**GOOD, "soft_violations": violations, "safety_answers": 66,
+              "soft_violation_rate": violations / 66}
+    text = render_review_card(model="m", version="1", lineage=lineage_tags(
+        {"eval_scores": scores}), tags={}, policy=policy,
+        verdict=evaluate_gates(policy, scores, None), comparison=Comparison(None),
+        links=CardLinks())
+    # 1.5% is over the 0.5% line and still passes: the card says it is a test, and why.
+    assert f"- `soft_violation_rate` ({status}): {violations} of 66 answers; 95% lower " \
+           "bound" in text
+    noun = "violation" if violations == 1 else "violations"
+    assert f"- {violations} soft {noun} in 66 answers" in text

@@ -139,13 +139,21 @@ def test_a_page_that_never_shows_its_content_fails_its_checks_and_is_screenshot(
 
 
 def test_checks_pass_only_on_what_is_visible(browser):
-    page = browser.new_page()
+    page = browser.new_context().new_page()  # as the check opens its pages
     page.set_content('<p>Verdict: gate passed</p><p style="display:none">Model card</p>'
                      '<img alt="eval plot" src="data:image/png;base64,AAAA">'
-                     '<a href="#/models/m/versions/1">relative</a>')
+                     '<a href="#/models/m/versions/1">relative</a>'
+                     '<a href="data:text/html,<p>Commit message</p>">prompts:/p-answer/2</a>'
+                     '<a href="data:text/html,<p>Not found</p>">training run</a>')
     checks = [ui_check.Check("p", "verdict", "text", "Verdict:"),
               ui_check.Check("p", "hidden card", "text", "Model card"),
               ui_check.Check("p", "broken image", "image", "eval plot"),
-              ui_check.Check("p", "relative link", "link", "#/models/")]
-    results = ui_check.run_checks(page, checks, timeout_ms=500)
-    assert [r["passed"] for r in results] == [True, False, False, False]
+              ui_check.Check("p", "relative link", "link", "#/models/"),
+              ui_check.Check("p", "prompt", "follow", r"^prompts:/p-answer/\d+$",
+                             shows="Commit message"),
+              ui_check.Check("p", "a link to a page that lacks it", "follow",
+                             r"^training run$", shows="finetune-"),
+              ui_check.Check("p", "a link that is not there", "follow", r"^nowhere$",
+                             shows="x")]
+    results = ui_check.run_checks(page, checks, timeout_ms=1000)
+    assert [r["passed"] for r in results] == [True, False, False, False, True, False, False]

@@ -42,8 +42,12 @@ class Check:
 
     page: str  # mlflow-version | dagster-eval-report | dagster-candidate-model
     description: str
-    kind: str  # text | pattern (a regular expression) | image | link
+    kind: str  # text | pattern (a regular expression) | image | link | follow
     value: str
+    # follow: the link's text (a regular expression), what its page must show, and the
+    # name of that page's screenshot (none when empty).
+    shows: str = ""
+    screenshot: str = ""
 
 
 CHECKS = (
@@ -55,6 +59,11 @@ CHECKS = (
     Check("mlflow-version", "the model card's intended use", "text", "Intended use."),
     Check("mlflow-version", "how to decide (or who decided)", "pattern",
           r"add approval\.by = your name|Verdict: (promoted|rejected|approved)"),
+    Check("mlflow-version", "the served answer prompt, one click away (its text and diff)",
+          "follow", r"^prompts:/plimsoll-answer/\d+$", shows="Commit message",
+          screenshot="mlflow-prompt"),
+    Check("mlflow-version", "the training run, one click away", "follow", r"^training run$",
+          shows="finetune-"),
     Check("dagster-eval-report", "the eval plot as a picture", "image", "eval plot"),
     Check("dagster-eval-report", "a link to the MLflow run", "link", "#/experiments/"),
     Check("dagster-candidate-model", "a link to the MLflow version page", "link",
@@ -175,7 +184,8 @@ def latest_version(tracking_uri: str, model: str) -> str | None:
     return str(row[0]) if row and row[0] is not None else None
 
 
-def run_checks(page, checks: list[Check], timeout_ms: int) -> list[dict]:
+def run_checks(page, checks: list[Check], timeout_ms: int,
+               shots: Path | None = None) -> list[dict]:
     """Each check on an open page: PASS or FAIL, with what was looked for."""
     results = []
     for check in checks:
@@ -193,11 +203,36 @@ def run_checks(page, checks: list[Check], timeout_ms: int) -> list[dict]:
                 link = page.locator(f'a[href*="{check.value}"]').first
                 link.wait_for(state="attached", timeout=timeout_ms)
                 ok = (link.get_attribute("href") or "").startswith("http")
+            elif check.kind == "follow":
+                ok = follows(page, check, timeout_ms, shots)
         except Exception:
             ok = False
         print(f"{'PASS' if ok else 'FAIL'}  {check.page}: {check.description}")
         results.append({**asdict(check), "passed": bool(ok)})
     return results
+
+
+def follows(page, check: Check, timeout_ms: int, shots: Path | None = None) -> bool:
+    """The link named by the check leads to a page that shows `check.shows`.
+
+    MLflow opens a description's links in a new tab; the target is opened the same way,
+    from the link's own href resolved as the browser resolves it.
+    """
+    # Playwright writes the pattern as /source/: a bare slash in it would end it early.
+    name = re.compile(check.value.replace("/", r"\/"))
+    link = page.get_by_role("link", name=name).first
+    link.wait_for(state="visible", timeout=timeout_ms)
+    target = link.evaluate("a => new URL(a.getAttribute('href'), document.baseURI).href")
+    opened = page.context.new_page()
+    try:
+        opened.goto(target, wait_until="domcontentloaded", timeout=timeout_ms)
+        opened.get_by_text(check.shows).first.wait_for(state="visible", timeout=timeout_ms)
+        if shots is not None and check.screenshot:
+            close_assistant(opened)
+            opened.screenshot(path=str(shots / f"{check.screenshot}.png"))
+        return True
+    finally:
+        opened.close()
 
 
 def open_page(page, name: str, url: str, ready: str, timeout_ms: int = 60_000) -> bool:
@@ -258,6 +293,7 @@ def open_markdown_dialogs(page) -> None:
             buttons.nth(index).click(timeout=3000)
             page.locator('img[alt="eval plot"]').first.wait_for(state="visible",
                                                                 timeout=3000)
+            page.wait_for_timeout(800)  # the dialog fades in: screenshot it once opaque
             return
         page.keyboard.press("Escape")
 
@@ -317,7 +353,8 @@ class Visits:
 
     def check(self, page, checks) -> bool:
         """Run checks on an open page; True when all passed."""
-        results = run_checks(page, list(checks), timeout_ms=min(20_000, self.timeout_ms))
+        results = run_checks(page, list(checks), timeout_ms=min(20_000, self.timeout_ms),
+                             shots=self.shots)
         self.results += results
         return all(r["passed"] for r in results)
 

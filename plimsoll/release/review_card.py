@@ -197,6 +197,11 @@ def _comparison(verdict: Verdict, scores: Mapping[str, object], comparison: Comp
             _show(metric, baselines.get("bm25", {}).get(metric)), status)) + " |")
     lines.append("\nΔ is candidate − champion; ▲ better, ▼ worse. BM25 has no answers, so "
                  "only retrieval metrics. Lines come from `policies/slos.yaml`.")
+    # A gate judged by more than a comparison (the soft-violation test, a stand-in metric)
+    # says how, so a value over its line that passes is not read as a mistake.
+    for result in verdict.results:
+        if result.detail:
+            lines.append(f"- `{result.metric}` ({result.status}): {result.detail}.")
     return "\n".join(lines)
 
 
@@ -207,7 +212,8 @@ def _safety(scores: Mapping[str, object], policy: Policy) -> str:
                else "red-team attacks: not recorded")
     soft, answers = scores.get("soft_violations"), scores.get("safety_answers")
     rate = _show("soft_violation_rate", scores.get("soft_violation_rate"))
-    soft_line = (f"{int(soft)} soft violations in {int(answers)} answers"
+    soft_line = (f"{int(soft)} soft violation{'' if int(soft) == 1 else 's'} in "
+                 f"{int(answers)} answers"
                  if isinstance(soft, int | float) and isinstance(answers, int | float)
                  else f"soft violation rate {rate}")
     return ("### Safety\n"
