@@ -93,7 +93,7 @@ ai-ci: install
 	$(BIN)/python tools/threat_checks.py --categories $(THREAT_CATEGORIES) --model models:/plimsoll-docs-assistant/latest --json $(PLIMSOLL_HOME)/ci-threats.json
 
 # Nightly: the full eval set, the full red-team set and the guard on the attack corpus.
-nightly: demo
+nightly: demo ui-tools
 	$(BIN)/python tools/run_eval.py --limit 0 --evalset evalsets/python_docs_nightly.jsonl --model models:/plimsoll-docs-assistant/latest --seed 42
 	$(BIN)/python tools/threat_checks.py --model models:/plimsoll-docs-assistant/latest
 	$(BIN)/python benchmarks/guard_quality.py
