@@ -160,8 +160,8 @@ def _check_review_card(registry, version, tags, trained):
                  "| `recall@5` | ≥ 0.850 |", "### Safety", "red-team attacks stopped",
                  "### Data", "| `std` |", "public", "### Training", f"{trained['steps']} steps",
                  "### Model card", "**Intended use.**", "### Lineage",
-                 f"plimsoll verify {version}", "add `approval.by` = your name", "### Prompts served",
-                 "prompts:/plimsoll-answer/"):
+                 f"plimsoll verify {version}", "add `approval.by` = your name",
+                 "### Prompts served", "prompts:/plimsoll-answer/"):
         assert part in card, part
     prompts = json.loads(tags["plimsoll.lineage.prompt_versions"])
     assert set(prompts) == {"answer", "abstain", "refuse", "facts", "system"}
