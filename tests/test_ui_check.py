@@ -157,3 +157,17 @@ def test_checks_pass_only_on_what_is_visible(browser):
                              shows="x")]
     results = ui_check.run_checks(page, checks, timeout_ms=1000)
     assert [r["passed"] for r in results] == [True, False, False, False, True, False, False]
+
+
+def test_a_registry_error_during_the_walk_is_a_clear_exit_2(monkeypatch, capsys):
+    from plimsoll.common.errors import PlimsollError
+
+    def refused(args):
+        raise PlimsollError("the MLflow store refused the tag", field="approval",
+                            fix="check MLFLOW_TRACKING_URI")
+
+    monkeypatch.setattr(ui_check, "check_pages", refused)
+    assert ui_check.main(["--walk"]) == 2
+    err = capsys.readouterr().err
+    assert "field 'approval': the MLflow store refused the tag" in err
+    assert "fix: check MLFLOW_TRACKING_URI" in err and "Traceback" not in err

@@ -324,10 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reviewer", default="Ada Reviewer",
                         help="who approves in --walk (not the trainer; default %(default)s)")
     args = parser.parse_args(argv)
+    from plimsoll.common.errors import PlimsollError
+
     try:
         return check_pages(args)
     except UiCheckError as exc:
         print(f"ui-check: {exc}", file=sys.stderr)
+        return 2
+    except PlimsollError as exc:  # --walk: the registry or the policy said no
+        print(f"ui-check: {exc.describe()}", file=sys.stderr)
         return 2
 
 
