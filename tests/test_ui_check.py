@@ -162,7 +162,7 @@ def test_checks_pass_only_on_what_is_visible(browser):
 def test_a_registry_error_during_the_walk_is_a_clear_exit_2(monkeypatch, capsys):
     from plimsoll.common.errors import PlimsollError
 
-    def refused(args):
+    def refused(_args):
         raise PlimsollError("the MLflow store refused the tag", field="approval",
                             fix="check MLFLOW_TRACKING_URI")
 
