@@ -171,3 +171,31 @@ def test_a_registry_error_during_the_walk_is_a_clear_exit_2(monkeypatch, capsys)
     err = capsys.readouterr().err
     assert "field 'approval': the MLflow store refused the tag" in err
     assert "fix: check MLFLOW_TRACKING_URI" in err and "Traceback" not in err
+
+
+def test_a_check_stopped_by_sigterm_twice_still_stops_its_servers(tmp_path):
+    marker = f"ui-check-orphan-{time.time_ns()}"
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(REPO_ROOT / 'tools')!r})\n"
+        "import ui_check\n"
+        "ui_check.stop_on_signals()\n"
+        # A server that takes a second to stop, so the second signal lands mid-clean-up.
+        "slow = ('import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: "
+        "(time.sleep(1), sys.exit(0))); time.sleep(120)')\n"
+        f"command = [sys.executable, '-c', slow, {marker!r}]\n"
+        f"with ui_check.server('the MLflow UI', command, 'http://127.0.0.1:9/health', "
+        f"ui_check.Path({str(tmp_path / 'log')!r}), 120, {{}}):\n"
+        "    pass\n")
+    check = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and subprocess.run(
+            ["pgrep", "-f", marker], capture_output=True).stdout == b"":
+        time.sleep(0.2)
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout  # started
+    check.terminate()  # what .ci/run's trap or a CI timeout sends
+    time.sleep(0.3)
+    check.terminate()  # and make, which forwards the SIGTERM it got
+    assert check.wait(timeout=30) == 128 + 15
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout == b""

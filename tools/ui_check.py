@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +34,9 @@ sys.path.insert(0, str(REPO))
 MODEL = "plimsoll-docs-assistant"
 ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
        "GX_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false",
-       "DAGSTER_DISABLE_TELEMETRY": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+       "DAGSTER_DISABLE_TELEMETRY": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+       # The UI needs no job runner: without this `mlflow ui` starts seven huey consumers.
+       "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 @dataclass(frozen=True)
@@ -298,6 +301,22 @@ def open_markdown_dialogs(page) -> None:
         page.keyboard.press("Escape")
 
 
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so the servers and the browser are stopped.
+
+    The servers run in sessions of their own (a Ctrl-C at the terminal must not reach them
+    before the check has stopped them), so nothing else would stop them.
+    """
+    def unwind(signum, _frame):
+        # Once: make forwards the signal it got, and a second one would cut the clean-up.
+        for other in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(other, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, unwind)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, start the UIs, check the pages; the exit code says how it went."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -500,4 +519,5 @@ def check_pages(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    stop_on_signals()
     sys.exit(main())
