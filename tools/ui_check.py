@@ -31,6 +31,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from plimsoll.common.boundary import debug_requested, run_guarded  # noqa: E402 (after the path is set)
+from plimsoll.common.errors import PlimsollError  # noqa: E402
+
 MODEL = "plimsoll-docs-assistant"
 ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
        "GX_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false",
@@ -81,7 +84,7 @@ WALK_CHECKS = (
 )
 
 
-class UiCheckError(Exception):
+class UiCheckError(PlimsollError):
     """The check could not run (exit 2); the message says why and what to do."""
 
 
@@ -322,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Exit codes: 0 all checks passed, 1 a check "
-                                     "failed, 2 nothing to check or a tool/server failed.")
+                                     "failed, 2 nothing to check or a tool/server failed, "
+                                     "3 an unexpected error (PLIMSOLL_DEBUG=1 prints its "
+                                     "traceback).")
     parser.add_argument("--home", default=os.environ.get("PLIMSOLL_HOME",
                                                          str(REPO / ".plimsoll")),
                         help="the Plimsoll home `make demo` filled (default $PLIMSOLL_HOME "
@@ -343,17 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reviewer", default="Ada Reviewer",
                         help="who approves in --walk (not the trainer; default %(default)s)")
     args = parser.parse_args(argv)
-    from plimsoll.common.errors import PlimsollError
-
-    try:
-        return check_pages(args)
-    except UiCheckError as exc:
-        print(f"ui-check: {exc}", file=sys.stderr)
-        return 2
-    except PlimsollError as exc:  # --walk: the registry or the policy said no
-        print(f"ui-check: {exc.describe()}", file=sys.stderr)
-        return 2
-
+    # The project's command boundary: a PlimsollError (a UiCheckError, or the registry's
+    # during --walk) is one message and exit 2, never a traceback.
+    return run_guarded("ui-check", lambda: check_pages(args), debug=debug_requested(argv))
 
 class Visits:
     """The pages opened so far: their check results and screenshots."""
